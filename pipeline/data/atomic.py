@@ -1,0 +1,54 @@
+"""Atomic writes: a temp file in the target's folder, then os.replace, so a reader (another trial,
+another process building the same cache) sees the old entry or the whole new one, never half."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def temp_beside(path: Path) -> Iterator[Path]:
+    """A unique temp path next to ``path``; removed unless it was moved into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with temp_beside(path) as tmp:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
+def atomic_write_npz(path: Path, **arrays: np.ndarray) -> None:
+    with temp_beside(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+
+
+def atomic_write_npy(
+    path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], None]
+) -> np.memmap:
+    """Create a uint8 .npy of ``shape``, let ``fill`` write its rows, publish it, return it mapped.
+
+    The array is written through a memory map, so building a large cache never holds it in RAM.
+    """
+    with temp_beside(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        fill(out)
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")

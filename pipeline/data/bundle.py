@@ -1,0 +1,204 @@
+"""The dataset as the rest of the pipeline sees it: decoded images, labels, patients, the split and
+a fingerprint, built once per process (sweep trials reuse it) from the composed config."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+from sklearn.utils.class_weight import compute_class_weight
+
+from pipeline.config import state_dir as resolve_state_dir
+from pipeline.data import sources
+from pipeline.data.hashing import digest_strings
+from pipeline.data.layouts import SCANNERS
+from pipeline.data.splits import SPLIT_NAMES, assign_splits, patient_overlap
+from pipeline.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+# Keys that only shape the data loaders: changing them never needs a new bundle.
+_LOADER_KEYS = ("batch_size", "num_workers", "sampler")
+_MEMO: dict[tuple[str, str], DataBundle] = {}
+
+
+@dataclass(eq=False)
+class DataBundle:
+    """Decoded images with labels, patient ids and the split; row i of every array is one image."""
+
+    classes: list[str]  # index = label id
+    positive_class: str | None  # binary tasks only
+    images: np.ndarray  # (N, S, S) uint8, memory-mapped from the decode cache
+    labels: np.ndarray  # (N,) int64
+    patients: np.ndarray  # (N,) str; the image's own id where no patient id is known
+    split: np.ndarray  # (N,) str in train/val/test
+    files: list[str]  # relative to the dataset root
+    skipped: list[tuple[str, str]]  # (path, reason) of unreadable files left out
+    fingerprint: str
+    image_size: int
+    name: str = ""
+    root: Path | None = None
+    images_path: Path | None = field(default=None, repr=False)  # the cache file behind images
+
+    def indices(self, split: str) -> np.ndarray:
+        """Row indices of one split, in order."""
+        if split not in SPLIT_NAMES:
+            raise ValueError(f"split must be one of {SPLIT_NAMES}, not {split!r}")
+        return np.flatnonzero(self.split == split)
+
+    def class_counts(self, split: str | None = None) -> dict[str, int]:
+        """Images per class (every class listed, zeros included), in one split or in all."""
+        labels = self.labels if split is None else self.labels[self.indices(split)]
+        counts = np.bincount(labels, minlength=len(self.classes))
+        return {name: int(c) for name, c in zip(self.classes, counts, strict=True)}
+
+    def class_weights(self) -> torch.Tensor:
+        """'Balanced' weights from the train split (n / (classes * count)); 0 for a class absent
+        from train, so a loss never divides by zero."""
+        train = self.labels[self.indices("train")]
+        present = np.unique(train)
+        weights = np.zeros(len(self.classes), dtype=np.float64)
+        if len(present):
+            weights[present] = compute_class_weight("balanced", classes=present, y=train)
+        return torch.tensor(weights, dtype=torch.float32)
+
+    def patient_overlap(self) -> int:
+        """Patients found in more than one split (0 unless a given split puts them there)."""
+        return patient_overlap(self.patients, self.split)
+
+    def manifest(self) -> pd.DataFrame:
+        """The split manifest: file, label (class name), patient, split."""
+        return pd.DataFrame(
+            {
+                "file": self.files,
+                "label": [self.classes[i] for i in self.labels],
+                "patient": self.patients,
+                "split": self.split,
+            }
+        )
+
+    def write_manifest(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.manifest().to_csv(path, index=False, lineterminator="\n")
+        return path
+
+    def summary(self) -> dict:
+        """Counts for logs and describe_data's JSON line."""
+        per_split = {s: int(np.sum(self.split == s)) for s in SPLIT_NAMES}
+        return {
+            "dataset": self.name,
+            "classes": self.class_counts(),
+            "splits": per_split,
+            "class_counts": {s: self.class_counts(s) for s in SPLIT_NAMES},
+            "patients": {s: len(set(self.patients[self.indices(s)].tolist())) for s in SPLIT_NAMES},
+            "patient_overlap": self.patient_overlap(),
+            "skipped": len(self.skipped),
+            "image_size": self.image_size,
+            "fingerprint": self.fingerprint,
+        }
+
+
+def load_data(cfg: DictConfig) -> DataBundle:
+    """The bundle of ``cfg.dataset``, memoised per process on (dataset config, state_dir)."""
+    sdir = resolve_state_dir(cfg)
+    key = (_memo_key(cfg.dataset), str(sdir))
+    if key not in _MEMO:
+        _MEMO[key] = build_bundle(cfg.dataset, sdir)
+    return _MEMO[key]
+
+
+def clear_memo() -> None:
+    """Forget memoised bundles (the next load_data scans again; the decode cache still serves)."""
+    _MEMO.clear()
+
+
+def _memo_key(ds: DictConfig) -> str:
+    data = OmegaConf.to_container(ds, resolve=True)
+    for k in _LOADER_KEYS:
+        data.pop(k, None)
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def build_bundle(ds: DictConfig, sdir: Path) -> DataBundle:
+    """Scan, decode (through the cache), split and fingerprint one dataset config."""
+    name = str(ds.get("name"))
+    _check_config(ds, name)
+    if name == "synthetic":
+        rows = sources.from_synthetic(ds, sdir)
+    elif name == "medmnist":
+        rows = sources.from_medmnist(ds, sdir)
+    else:
+        rows = sources.from_files(ds, sdir)
+
+    if not len(rows.labels):
+        raise DataError(f"dataset={name} has no images (root: {rows.root})")
+    counts = np.bincount(rows.labels, minlength=len(rows.classes))
+    empty = [c for c, n in zip(rows.classes, counts, strict=True) if n == 0]
+    if empty:
+        raise DataError(
+            f"class '{empty[0]}' of dataset={name} has no images"
+            f"{f' ({len(rows.skipped)} unreadable files skipped)' if rows.skipped else ''}"
+            f" (root: {rows.root}): add images of it or leave it out of the dataset config"
+        )
+    patients = np.asarray(rows.patients, dtype=str)
+    split = assign_splits(
+        rows.labels,
+        patients,
+        rows.classes,
+        float(ds.val_fraction),
+        float(ds.test_fraction),
+        int(ds.seed),
+        rows.given,
+    )
+    positive = ds.get("positive_class")
+    if positive is not None and str(positive) not in rows.classes:
+        raise ConfigError(
+            f"dataset.positive_class={positive!r} is not one of the classes {rows.classes}: "
+            f"set it to one of them (or null)"
+        )
+    bundle = DataBundle(
+        classes=list(rows.classes),
+        positive_class=str(positive) if positive is not None and len(rows.classes) == 2 else None,
+        images=rows.images,
+        labels=rows.labels,
+        patients=patients,
+        split=split,
+        files=list(rows.files),
+        skipped=list(rows.skipped),
+        fingerprint="",
+        image_size=int(ds.image_size),
+        name=name,
+        root=rows.root,
+        images_path=rows.images_path,
+    )
+    manifest_csv = bundle.manifest().to_csv(index=False, lineterminator="\n")
+    bundle.fingerprint = digest_strings([manifest_csv, rows.image_digest])[:16]
+    log.info("dataset %s: %s", name, json.dumps(bundle.summary()))
+    return bundle
+
+
+def _check_config(ds: DictConfig, name: str) -> None:
+    known = sorted([*SCANNERS, "synthetic", "medmnist"])
+    if name not in known:
+        raise ConfigError(f"dataset.name={name!r} is not a known layout: use one of {known}")
+    if name != "synthetic" and OmegaConf.is_missing(ds, "root"):
+        raise ConfigError(f"dataset.root is not set: pass dataset.root=<folder of the {name} data>")
+    for key in ("csv",):
+        if key in ds and OmegaConf.is_missing(ds, key):
+            raise ConfigError(f"dataset.{key} is not set: pass dataset.{key}=<path>")
+    policy = ds.get("on_bad_image", "skip")
+    if policy not in ("skip", "error"):
+        raise ConfigError(f"dataset.on_bad_image={policy!r}: use skip or error")
+    sampler = ds.get("sampler", "none")
+    if sampler not in ("none", "weighted"):
+        raise ConfigError(f"dataset.sampler={sampler!r}: use none or weighted")
+    size = ds.get("image_size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 8:
+        raise ConfigError(f"dataset.image_size={size!r} must be an integer of at least 8 pixels")

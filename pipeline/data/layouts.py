@@ -1,0 +1,333 @@
+"""One scanner per on-disk dataset layout: each turns ``cfg.dataset`` into a Listing of files with
+their labels, patients and (when the layout gives them) splits. Nothing is decoded here.
+
+Errors name the root, the layout that was expected and what to change.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val"}
+SPLIT_ALIASES["test"] = "test"
+# Left out of every folder scan: OS and archive clutter, never data.
+_JUNK = {"__MACOSX", "Thumbs.db", "desktop.ini"}
+
+
+@dataclass
+class Listing:
+    """What a scanner found: row i is ``root / files[i]``."""
+
+    root: Path
+    files: list[str]
+    labels: list[str]
+    patients: list[str | None]  # None: no patient id known (the image is its own group)
+    classes: list[str]  # label order: index = label id
+    splits: list[str] | None = None  # given per row (Kermany folders, a manifest's split column)
+    filters: str = ""  # the filters applied, for the "nothing left" message
+
+
+def dataset_root(ds: DictConfig) -> Path:
+    """dataset.root as an absolute, normalised path (``..`` folded, ``~`` expanded)."""
+    return Path(os.path.abspath(os.path.expanduser(str(ds.root))))
+
+
+def normalise_class(name: str) -> str:
+    """Folder names as class names: lower case, runs of other characters as one underscore."""
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_") or name
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".") and name not in _JUNK
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p.name))
+
+
+def _files_under(folder: Path, recursive: bool = True) -> list[Path]:
+    """Regular files below ``folder`` in a stable order; symlinked folders are not followed."""
+    if not recursive:
+        return sorted(p for p in folder.iterdir() if p.is_file() and _visible(p.name))
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if _visible(d))
+        found.extend(Path(dirpath) / f for f in sorted(filenames) if _visible(f))
+    return found
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _require_root(root: Path, layout: str, expected: str) -> None:
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise DataError(
+            f"dataset.root={root} {what} (dataset={layout} expects {expected}): "
+            f"set dataset.root=<the dataset folder>"
+        )
+
+
+def _nested_hint(root: Path, looks_right: Callable[[Path], bool]) -> str:
+    """'did you mean …' when the layout sits one folder down (a zip's top folder)."""
+    try:
+        for sub in _subdirs(root):
+            if looks_right(sub):
+                return f"; did you mean dataset.root={sub}?"
+    except OSError:
+        pass
+    return ""
+
+
+def _patient_from_name(pattern: re.Pattern[str] | None, file_name: str) -> str | None:
+    if pattern is None:
+        return None
+    match = pattern.search(file_name)
+    if match is None:
+        return None
+    return match.group(1) if pattern.groups else match.group(0)
+
+
+def _compile(pattern: str | None, key: str) -> re.Pattern[str] | None:
+    if not pattern:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"{key}={pattern!r} is not a valid regular expression: {exc}") from exc
+
+
+# --- imagefolder ------------------------------------------------------------------------------
+
+_IMAGEFOLDER = "one folder per class under root, or root/{train,val,test}/<class>/"
+
+
+def scan_imagefolder(ds: DictConfig) -> Listing:
+    root = dataset_root(ds)
+    _require_root(root, "imagefolder", _IMAGEFOLDER)
+    pattern = _compile(ds.get("patient_pattern"), "dataset.patient_pattern")
+    subdirs = _subdirs(root)
+    split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_ALIASES]
+    if split_dirs:
+        others = [d.name for d in subdirs if d not in split_dirs]
+        if others:
+            names = ", ".join(d.name for d in split_dirs)
+            raise DataError(
+                f"dataset.root={root} mixes split folders ({names}) "
+                f"with other folders ({', '.join(others)}); dataset=imagefolder expects "
+                f"{_IMAGEFOLDER}: move or remove the others"
+            )
+        groups = [(SPLIT_ALIASES[d.name.lower()], d) for d in split_dirs]
+    else:
+        groups = [(None, root)]
+
+    by_class: dict[str, list[tuple[str | None, Path]]] = {}
+    for split, base in groups:
+        for class_dir in _subdirs(base):
+            name = normalise_class(class_dir.name)
+            for other_split, other in by_class.get(name, []):
+                if other_split == split and other != class_dir:
+                    raise DataError(
+                        f"{class_dir} and {other} both name class '{name}' once normalised "
+                        f"(lower case, '_' for other characters): merge or rename one"
+                    )
+            by_class.setdefault(name, []).append((split, class_dir))
+    if not by_class:
+        hint = _nested_hint(root, lambda d: bool(_subdirs(d)))
+        raise DataError(
+            f"dataset.root={root} has no class folders (dataset=imagefolder expects "
+            f"{_IMAGEFOLDER}){hint}"
+        )
+
+    classes = sorted(by_class)
+    wanted = ds.get("classes")
+    if wanted:
+        wanted = [normalise_class(str(c)) for c in wanted]
+        unknown = [c for c in wanted if c not in by_class]
+        if unknown:
+            raise DataError(
+                f"dataset.classes names {unknown} but {root} has class folders {classes}: "
+                f"fix dataset.classes (folder names, lower case)"
+            )
+        classes = wanted
+
+    listing = Listing(root, [], [], [], classes, [] if split_dirs else None)
+    for name in classes:
+        for split, class_dir in by_class[name]:
+            for path in _files_under(class_dir):
+                listing.files.append(_rel(path, root))
+                listing.labels.append(name)
+                listing.patients.append(_patient_from_name(pattern, path.name))
+                if listing.splits is not None:
+                    listing.splits.append(split)
+    return listing
+
+
+# --- covid19_radiography ----------------------------------------------------------------------
+
+_RADIOGRAPHY = "COVID/, Normal/, Viral Pneumonia/, Lung_Opacity/ with each class's images/"
+
+
+def scan_covid19_radiography(ds: DictConfig) -> Listing:
+    root = dataset_root(ds)
+    _require_root(root, "covid19_radiography", _RADIOGRAPHY)
+    class_dirs = OmegaConf.to_container(ds.class_dirs) if ds.get("class_dirs") else {}
+    if not class_dirs:
+        raise ConfigError("dataset.class_dirs is empty: map class names to folders under root")
+    missing = [str(folder) for folder in class_dirs.values() if not (root / folder).is_dir()]
+    if missing:
+        found = [d.name for d in _subdirs(root)]
+        hint = _nested_hint(root, lambda d: all((d / f).is_dir() for f in class_dirs.values()))
+        raise DataError(
+            f"dataset.root={root} lacks the class folder(s) {missing} (dataset=covid19_radiography "
+            f"expects {_RADIOGRAPHY}; found {found}): point dataset.root at the extracted "
+            f"database, or drop a class with ~dataset.class_dirs.<name>{hint}"
+        )
+    pattern = _compile(ds.get("patient_pattern"), "dataset.patient_pattern")
+    classes = [normalise_class(str(name)) for name in class_dirs]
+    listing = Listing(root, [], [], [], classes)
+    for name, folder in zip(classes, class_dirs.values(), strict=True):
+        class_dir = root / folder
+        # Newer releases keep images/ and masks/ per class; the first ones had the files directly.
+        image_dir = class_dir / "images" if (class_dir / "images").is_dir() else class_dir
+        for path in _files_under(image_dir, recursive=False):
+            listing.files.append(_rel(path, root))
+            listing.labels.append(name)
+            listing.patients.append(_patient_from_name(pattern, path.name))
+    return listing
+
+
+# --- covid_chestxray --------------------------------------------------------------------------
+
+_CHESTXRAY = "metadata.csv and images/ (ieee8023 covid-chestxray-dataset)"
+
+
+def read_csv(path: Path, required: list[str], what: str) -> pd.DataFrame:
+    """A CSV as strings (empty cells as ''), with a one-line error for a missing column."""
+    if not path.is_file():
+        raise DataError(f"{what} {path} does not exist: check the path")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise DataError(f"{what} {path} is not a readable CSV ({reason})") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{what} {path} has no column {', '.join(repr(c) for c in missing)} "
+            f"(columns found: {', '.join(frame.columns)})"
+        )
+    return frame
+
+
+def scan_covid_chestxray(ds: DictConfig) -> Listing:
+    root = dataset_root(ds)
+    _require_root(root, "covid_chestxray", _CHESTXRAY)
+    modalities = list(ds.modalities) if ds.get("modalities") else None
+    views = list(ds.views) if ds.get("views") else None
+    required = ["patientid", "finding", "filename"]
+    required += ["modality"] * bool(modalities) + ["view"] * bool(views)
+    frame = read_csv(root / ds.metadata, required, "dataset.metadata")
+
+    steps: list[str] = [f"{len(frame)} rows"]
+    finding = frame["finding"].str.strip()
+    frame = frame[(finding != "") & (finding.str.lower() != "todo")]
+    steps.append(f"finding not todo/empty: {len(frame)}")
+    if modalities:
+        frame = frame[frame["modality"].str.strip().isin(modalities)]
+        steps.append(f"modality in {modalities}: {len(frame)}")
+    if views:
+        frame = frame[frame["view"].str.strip().isin(views)]
+        steps.append(f"view in {views}: {len(frame)}")
+
+    rules = [(str(r.pattern).lower(), str(r.label)) for r in ds.get("label_rules") or []]
+    default = ds.get("default_label")
+    labels = [_first_rule(f, rules, default) for f in frame["finding"].str.lower()]
+    keep = [label is not None for label in labels]
+    frame = frame[keep]
+    labels = [label for label in labels if label is not None]
+    steps.append(f"label_rules/default_label: {len(frame)}")
+
+    named = [label for _, label in rules] + ([str(default)] if default else [])
+    classes = list(dict.fromkeys(named))
+    image_dir = root / ds.image_dir
+    files = [_rel(image_dir / name.strip(), root) for name in frame["filename"]]
+    patients = [p.strip() or None for p in frame["patientid"]]
+    return Listing(root, files, labels, patients, classes, filters=" -> ".join(steps))
+
+
+def _first_rule(finding: str, rules: list[tuple[str, str]], default: str | None) -> str | None:
+    for pattern, label in rules:
+        if pattern in finding:
+            return label
+    return str(default) if default else None
+
+
+# --- manifest ---------------------------------------------------------------------------------
+
+
+def scan_manifest(ds: DictConfig) -> Listing:
+    root = dataset_root(ds)
+    _require_root(root, "manifest", "a folder the manifest's paths are relative to")
+    csv_path = Path(ds.csv).expanduser()
+    csv_path = csv_path if csv_path.is_absolute() else root / csv_path
+    path_col, label_col = str(ds.path_column), str(ds.label_column)
+    frame = read_csv(csv_path, [path_col, label_col], "dataset.csv")
+
+    patients: list[str | None] = [None] * len(frame)
+    patient_col = ds.get("patient_column")
+    if patient_col and patient_col in frame.columns:
+        patients = [p.strip() or None for p in frame[patient_col]]
+    elif patient_col:
+        log.warning(
+            "%s has no column %r: no patient grouping (columns: %s)",
+            csv_path, patient_col, ", ".join(frame.columns),
+        )
+
+    splits = None
+    split_col = ds.get("split_column")
+    if split_col and split_col in frame.columns:
+        values = [v.strip().lower() for v in frame[split_col]]
+        bad = [(n, v) for n, v in enumerate(values) if v not in SPLIT_ALIASES]
+        if bad:
+            row, value = bad[0]
+            raise DataError(
+                f"{csv_path} row {row + 2}: column '{split_col}' is {value!r}; every row needs "
+                f"train, val or test ({len(bad)} rows do not): fix them, or set "
+                f"dataset.split_column=null to split by dataset.val_fraction/test_fraction"
+            )
+        splits = [SPLIT_ALIASES[v] for v in values]
+
+    labels = [v.strip() for v in frame[label_col]]
+    paths = [v.strip() for v in frame[path_col]]
+    for what, column, values in (("label", label_col, labels), ("path", path_col, paths)):
+        empty = [n for n, v in enumerate(values) if not v]
+        if empty:
+            raise DataError(
+                f"{csv_path} row {empty[0] + 2}: empty {what} in column '{column}' "
+                f"({len(empty)} rows): fill it in or remove those rows"
+            )
+    return Listing(root, paths, labels, patients, sorted(set(labels)), splits)
+
+
+SCANNERS: dict[str, Callable[[DictConfig], Listing]] = {
+    "imagefolder": scan_imagefolder,
+    "covid19_radiography": scan_covid19_radiography,
+    "covid_chestxray": scan_covid_chestxray,
+    "manifest": scan_manifest,
+}
