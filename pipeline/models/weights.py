@@ -1,0 +1,160 @@
+"""Backbone weights: ImageNet through timm's cache, or a local state dict; never silently random.
+
+A sweep that asked for pretrained weights and trained from random ones would be wrong without
+any sign, so every failure to get the asked-for weights is a one-line PipelineError naming both
+ways to get them (timm's cache, or ``backbone.weights_path``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import timm
+import torch
+from huggingface_hub import constants as hf_constants
+from omegaconf import DictConfig
+from timm.models import get_pretrained_cfg
+from torch import Tensor, nn
+
+from pipeline.config import one_line
+from pipeline.errors import PipelineError
+
+
+def component_names(cfg: DictConfig) -> list[str]:
+    """The timm model names a backbone config builds (several for a fused backbone)."""
+    if cfg.get("components"):
+        return list(cfg.components)
+    return [cfg.timm_name]
+
+
+def pretrained_tag(timm_name: str) -> str:
+    """``arch.tag`` of the weights ``timm.create_model(timm_name, pretrained=True)`` loads."""
+    pcfg = get_pretrained_cfg(timm_name)
+    if pcfg is None:
+        return timm_name
+    return f"{pcfg.architecture}.{pcfg.tag}" if pcfg.tag else str(pcfg.architecture)
+
+
+def describe_weights(cfg: DictConfig) -> str:
+    """What the backbone starts from, as logged: random, imagenet:<tag>, file:<path>:sha256=<hex>.
+
+    Accepts the whole config or its ``backbone`` node. ``weights_path`` wins over ``pretrained``.
+    """
+    cfg = cfg.backbone if "backbone" in cfg else cfg
+    if cfg.get("weights_path"):
+        path = Path(cfg.weights_path).expanduser()
+        if not path.is_file():
+            raise file_error(cfg, path, "no such file")
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        return f"file:{path}:sha256={digest[:12]}"
+    if cfg.get("pretrained"):
+        return "imagenet:" + "+".join(pretrained_tag(n) for n in component_names(cfg))
+    return "random"
+
+
+def create_timm_model(timm_name: str, pretrained: bool, label: str) -> nn.Module:
+    """``timm.create_model``; with ``pretrained``, ImageNet weights or a PipelineError at once."""
+    if not pretrained:
+        return timm.create_model(timm_name, pretrained=False)
+    pcfg = get_pretrained_cfg(timm_name)
+    if pcfg is None or not (pcfg.hf_hub_id or pcfg.url or pcfg.file):
+        # timm would only log a warning and hand back random weights
+        raise PipelineError(
+            f"ImageNet weights for {label} (timm {timm_name}) cannot be loaded: timm publishes no "
+            f"pretrained weights for {timm_name}. Pass backbone.weights_path=<a local state dict "
+            f"file of timm {timm_name}> instead of backbone.pretrained=true"
+        )
+    try:
+        return timm.create_model(timm_name, pretrained=True)
+    except Exception as exc:  # offline, no cache, corrupt download: all end the same way
+        if pcfg.hf_hub_id:
+            cache = f"Hugging Face hub cache, {hf_constants.HF_HUB_CACHE}"
+        else:
+            cache = f"torch hub cache, {Path(torch.hub.get_dir()) / 'checkpoints'}"
+        raise PipelineError(
+            f"ImageNet weights for {label} (timm {pretrained_tag(timm_name)}) could not be loaded: "
+            f"{_short(one_line(exc))}. Either run once with internet access so timm caches them "
+            f"({cache}), or pass backbone.weights_path=<a local state dict file>"
+        ) from exc
+
+
+def file_error(cfg: DictConfig, path: Path, reason: str) -> PipelineError:
+    """The one-line error for a weights file that cannot be used."""
+    if cfg.get("components"):
+        expected = f"the {cfg.name} backbone or of a network built with it"
+    else:
+        expected = f"timm {cfg.timm_name} (classifier keys optional), its backbone or network"
+    return PipelineError(
+        f"Weights for {cfg.name} could not be loaded from backbone.weights_path={path}: "
+        f"{_short(reason)}. Either pass backbone.weights_path=<a state dict of {expected}>, or "
+        f"drop it and use backbone.pretrained=true after running once with internet access so "
+        f"timm caches the ImageNet weights"
+    )
+
+
+def read_state_dict(cfg: DictConfig) -> dict[str, Tensor]:
+    """The tensors in ``cfg.weights_path`` (torch.load, weights_only; ``state_dict`` unwrapped)."""
+    path = Path(cfg.weights_path).expanduser()
+    if not path.is_file():
+        raise file_error(cfg, path, "no such file")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise file_error(cfg, path, f"not a torch state dict ({one_line(exc)})") from exc
+    if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, Tensor) for v in loaded.values()):
+        raise file_error(cfg, path, "the file holds no mapping of names to tensors")
+    return dict(loaded)
+
+
+def load_weights_file(
+    backbone: nn.Module, timm_models: Sequence[nn.Module], cfg: DictConfig
+) -> None:
+    """Load ``cfg.weights_path`` into ``backbone``; every backbone key must be there.
+
+    Accepted: a state dict of the backbone itself (``stages.*``), of a network holding it
+    (``backbone.stages.*``; head keys ignored), or of the single timm model it wraps (keys the
+    features do not use, such as the classifier, may be present or absent).
+    """
+    path = Path(cfg.weights_path).expanduser()
+    state = read_state_dict(cfg)
+    if any(key.startswith("backbone.") for key in state):
+        state = {
+            k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
+        }
+    if any(key.startswith("stages.") for key in state) or len(timm_models) != 1:
+        target: nn.Module = backbone
+        required = set(backbone.state_dict())
+        known = required
+    else:
+        target = timm_models[0]
+        used = {id(t) for t in backbone.state_dict(keep_vars=True).values()}
+        everything = target.state_dict(keep_vars=True)
+        required = {k for k, t in everything.items() if id(t) in used}
+        known = set(everything)
+    # BatchNorm fills in a missing batch counter itself (older torchvision files have none)
+    missing = sorted(k for k in required - set(state) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(state) - known)
+    if missing or unexpected:
+        raise file_error(cfg, path, _key_report(missing, unexpected))
+    try:
+        target.load_state_dict({k: v for k, v in state.items() if k in required}, strict=False)
+    except RuntimeError as exc:
+        raise file_error(cfg, path, one_line(exc)) from exc
+
+
+def _key_report(missing: Sequence[str], unexpected: Sequence[str]) -> str:
+    parts = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected)):
+        if keys:
+            more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+            parts.append(f"{len(keys)} {what} backbone keys, e.g. {', '.join(keys[:3])}{more}")
+    return "; ".join(parts)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
