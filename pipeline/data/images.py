@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.errors import DataError
 
@@ -53,6 +52,8 @@ def decode_image(source: str | os.PathLike[str] | bytes, image_size: int) -> np.
         raise UnreadableImage(name, "file not found") from exc
     except Image.DecompressionBombError as exc:
         raise UnreadableImage(name, f"decompression bomb limit ({_reason(exc)})") from exc
+    except UnidentifiedImageError as exc:
+        raise UnreadableImage(name, "not an image file (format not recognised)") from exc
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:
         raise UnreadableImage(name, f"not a readable image ({_reason(exc)})") from exc
 
@@ -67,14 +68,12 @@ def to_square_gray(img: Image.Image, size: int) -> np.ndarray:
     if img.format == "JPEG":
         # Let libjpeg decode at 1/2, 1/4 or 1/8 scale (still >= size on both sides) and to grey.
         img.draft("L", (size, size))
-    with warnings.catch_warnings():
-        # Pillow warns about odd EXIF or palette transparency; they are handled here.
-        warnings.simplefilter("ignore", UserWarning)
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        if img.mode in _WIDE_MODES:
-            return _wide_to_uint8(img, size)
-        gray = _to_gray8(img)
+    # No warnings.catch_warnings here: it is not thread-safe, and the cache decodes in threads.
+    img.load()
+    img = ImageOps.exif_transpose(img)
+    if img.mode in _WIDE_MODES:
+        return _wide_to_uint8(img, size)
+    gray = _to_gray8(img)
     return np.asarray(gray.resize((size, size), RESAMPLE), dtype=np.uint8).copy()
 
 

@@ -258,8 +258,7 @@ def scan_covid_chestxray(ds: DictConfig) -> Listing:
     rules = [(str(r.pattern).lower(), str(r.label)) for r in ds.get("label_rules") or []]
     default = ds.get("default_label")
     labels = [_first_rule(f, rules, default) for f in frame["finding"].str.lower()]
-    keep = [label is not None for label in labels]
-    frame = frame[keep]
+    frame = frame.loc[[label is not None for label in labels]]
     labels = [label for label in labels if label is not None]
     steps.append(f"label_rules/default_label: {len(frame)}")
 
