@@ -119,17 +119,15 @@ def build_backbone(cfg: DictConfig) -> StagedBackbone:
     from_file = bool(cfg.get("weights_path"))
     pretrained = bool(cfg.get("pretrained")) and not from_file
     names = component_names(cfg)
-    models = [
-        create_timm_model(n, pretrained, cfg.name if len(names) == 1 else f"{cfg.name} part {n}")
-        for n in names
-    ]
+    models = [create_timm_model(cfg, name, pretrained) for name in names]
     if cfg.get("components"):
         backbone = fused_from_timm(models, cfg.name, cfg.mean, cfg.std, cfg.fuse_channels)
     else:
         backbone = staged_from_timm(models[0], cfg.name)
     check_stage_names(backbone, cfg)
     if from_file:
-        load_weights_file(backbone, models, cfg)
+        prefixes = [f"{n}." for n in names] if cfg.get("components") else [""]
+        load_weights_file(backbone, dict(zip(prefixes, models, strict=True)), cfg)
     backbone.freeze(int(cfg.freeze_depth))
     return backbone
 

@@ -55,18 +55,35 @@ def describe_weights(cfg: DictConfig) -> str:
     return "random"
 
 
-def create_timm_model(timm_name: str, pretrained: bool, label: str) -> nn.Module:
-    """``timm.create_model``; with ``pretrained``, ImageNet weights or a PipelineError at once."""
+def weights_hint(cfg: DictConfig) -> str:
+    """What a weights file for ``cfg`` holds when made from timm state dicts."""
+    if cfg.get("components"):
+        parts = " and ".join(f"{n}'s prefixed '{n}.'" for n in cfg.components)
+        return f"the timm state dicts of {parts} in one file"
+    return f"timm {cfg.timm_name}"
+
+
+def require_published(cfg: DictConfig) -> None:
+    """timm only logs a warning and hands back random weights when it has none: refuse instead."""
+    for timm_name in component_names(cfg):
+        pcfg = get_pretrained_cfg(timm_name)
+        if pcfg is None or not (pcfg.hf_hub_id or pcfg.url or pcfg.file):
+            raise PipelineError(
+                f"ImageNet weights for {cfg.name} (timm {timm_name}) cannot be loaded: timm "
+                f"publishes no pretrained weights for {timm_name}. Pass backbone.weights_path="
+                f"<a local state dict file: {weights_hint(cfg)}> instead of "
+                f"backbone.pretrained=true"
+            )
+
+
+def create_timm_model(cfg: DictConfig, timm_name: str, pretrained: bool) -> nn.Module:
+    """``timm.create_model`` for one network of ``cfg``; with ``pretrained``, its ImageNet
+    weights or a PipelineError at once (all parts are checked before any is downloaded)."""
     if not pretrained:
         return timm.create_model(timm_name, pretrained=False)
+    require_published(cfg)
+    label = f"{cfg.name} part {timm_name}" if cfg.get("components") else cfg.name
     pcfg = get_pretrained_cfg(timm_name)
-    if pcfg is None or not (pcfg.hf_hub_id or pcfg.url or pcfg.file):
-        # timm would only log a warning and hand back random weights
-        raise PipelineError(
-            f"ImageNet weights for {label} (timm {timm_name}) cannot be loaded: timm publishes no "
-            f"pretrained weights for {timm_name}. Pass backbone.weights_path=<a local state dict "
-            f"file of timm {timm_name}> instead of backbone.pretrained=true"
-        )
     try:
         return timm.create_model(timm_name, pretrained=True)
     except Exception as exc:  # offline, no cache, corrupt download: all end the same way
@@ -84,7 +101,7 @@ def create_timm_model(timm_name: str, pretrained: bool, label: str) -> nn.Module
 def file_error(cfg: DictConfig, path: Path, reason: str) -> PipelineError:
     """The one-line error for a weights file that cannot be used."""
     if cfg.get("components"):
-        expected = f"the {cfg.name} backbone or of a network built with it"
+        expected = f"the {cfg.name} backbone, a network built with it, or {weights_hint(cfg)}"
     else:
         expected = f"timm {cfg.timm_name} (classifier keys optional), its backbone or network"
     return PipelineError(
@@ -112,13 +129,16 @@ def read_state_dict(cfg: DictConfig) -> dict[str, Tensor]:
 
 
 def load_weights_file(
-    backbone: nn.Module, timm_models: Sequence[nn.Module], cfg: DictConfig
+    backbone: nn.Module, timm_models: Mapping[str, nn.Module], cfg: DictConfig
 ) -> None:
-    """Load ``cfg.weights_path`` into ``backbone``; every backbone key must be there.
+    """Load ``cfg.weights_path`` into ``backbone``; every pretrained backbone key must be there.
 
-    Accepted: a state dict of the backbone itself (``stages.*``), of a network holding it
-    (``backbone.stages.*``; head keys ignored), or of the single timm model it wraps (keys the
-    features do not use, such as the classifier, may be present or absent).
+    ``timm_models`` maps a key prefix to the timm model the backbone wraps: ``""`` for a single
+    network, ``"<timm name>."`` for each part of a fused one. Accepted files: a state dict of
+    the backbone itself (``stages.*``), of a network holding it (``backbone.stages.*``; head keys
+    ignored), or of the timm model(s) under those prefixes (keys the features do not use, such
+    as the classifier, may be present or absent; a fused backbone's new 1x1 convolution keeps
+    its fresh initialisation).
     """
     path = Path(cfg.weights_path).expanduser()
     state = read_state_dict(cfg)
@@ -126,23 +146,32 @@ def load_weights_file(
         state = {
             k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
         }
-    if any(key.startswith("stages.") for key in state) or len(timm_models) != 1:
-        target: nn.Module = backbone
+    if any(key.startswith("stages.") for key in state):
+        targets = {"": backbone}
         required = set(backbone.state_dict())
         known = required
     else:
-        target = timm_models[0]
+        targets = dict(timm_models)
         used = {id(t) for t in backbone.state_dict(keep_vars=True).values()}
-        everything = target.state_dict(keep_vars=True)
-        required = {k for k, t in everything.items() if id(t) in used}
-        known = set(everything)
+        required, known = set(), set()
+        for prefix, model in targets.items():
+            for key, tensor in model.state_dict(keep_vars=True).items():
+                known.add(prefix + key)
+                if id(tensor) in used:
+                    required.add(prefix + key)
     # BatchNorm fills in a missing batch counter itself (older torchvision files have none)
     missing = sorted(k for k in required - set(state) if not k.endswith("num_batches_tracked"))
     unexpected = sorted(set(state) - known)
     if missing or unexpected:
         raise file_error(cfg, path, _key_report(missing, unexpected))
     try:
-        target.load_state_dict({k: v for k, v in state.items() if k in required}, strict=False)
+        for prefix, target in targets.items():
+            part = {
+                k.removeprefix(prefix): v
+                for k, v in state.items()
+                if k in required and k.startswith(prefix)
+            }
+            target.load_state_dict(part, strict=False)
     except RuntimeError as exc:
         raise file_error(cfg, path, one_line(exc)) from exc
 
@@ -157,4 +186,6 @@ def _key_report(missing: Sequence[str], unexpected: Sequence[str]) -> str:
 
 
 def _short(text: str, limit: int = 300) -> str:
+    """A reason to embed mid-sentence: bounded, without its own final period."""
+    text = text.rstrip(". ")
     return text if len(text) <= limit else text[: limit - 3] + "..."

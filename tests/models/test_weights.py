@@ -16,6 +16,7 @@ from pipeline.errors import PipelineError
 from pipeline.models import build_model, describe_weights
 
 SIZE = 32
+FUSED = "resnet50_resnet152v2_concat"
 
 
 def cfg_for(backbone: str, *overrides: str) -> DictConfig:
@@ -56,6 +57,7 @@ def test_timm_state_dict_loads(tmp_path: Path, with_classifier: bool) -> None:
 
 
 def test_network_and_backbone_state_dicts_load(tmp_path: Path) -> None:
+    """The same path serves the fused backbone, whose files can only be of these two kinds."""
     torch.manual_seed(123)
     source = build_model(cfg_for("resnet18", "head=paper004"), 3)
     backbone_state = source.backbone.state_dict()
@@ -67,13 +69,20 @@ def test_network_and_backbone_state_dicts_load(tmp_path: Path) -> None:
         assert_same_state(loaded.backbone.state_dict(), backbone_state)
 
 
-def test_fused_network_state_dict_loads(tmp_path: Path) -> None:
+def test_fused_from_timm_parts(tmp_path: Path) -> None:
     torch.manual_seed(123)
-    source = build_model(cfg_for("resnet50_resnet152v2_concat"), 3)
-    path = save(source.state_dict(), tmp_path / "network.pt")
-    torch.manual_seed(0)
-    net = build_model(cfg_for("resnet50_resnet152v2_concat", f"backbone.weights_path={path}"), 3)
-    assert_same_state(net.backbone.state_dict(), source.backbone.state_dict())
+    parts = {n: timm.create_model(n) for n in ("resnet50", "resnetv2_152")}
+    merged = {f"{n}.{k}": v for n, model in parts.items() for k, v in model.state_dict().items()}
+    from_parts = save(merged, tmp_path / "parts.pt")
+    net = build_model(cfg_for(FUSED, f"backbone.weights_path={from_parts}"), 3)
+    for index, (name, model) in enumerate(parts.items()):
+        loaded = [
+            p for stage in net.backbone.stages[:5] for p in stage.branches[index].parameters()
+        ]
+        classifier = model.pretrained_cfg["classifier"]
+        wanted = [p for n, p in model.named_parameters() if not n.startswith(classifier)]
+        assert len(loaded) == len(wanted), name
+        assert all(torch.equal(a, b) for a, b in zip(loaded, wanted, strict=True)), name
 
 
 def assert_same_state(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
@@ -137,13 +146,16 @@ def test_pretrained_offline_is_an_error_not_random_weights(offline_empty_hub: Pa
     assert f"Hugging Face hub cache, {offline_empty_hub / 'hub'}" in text
 
 
-def test_pretrained_without_published_weights() -> None:
+@pytest.mark.parametrize("backbone", ["resnet152v2", FUSED])
+def test_pretrained_without_published_weights(offline_empty_hub: Path, backbone: str) -> None:
     with pytest.raises(PipelineError) as err:
-        build_model(cfg_for("resnet152v2", "backbone.pretrained=true"), 3)
+        build_model(cfg_for(backbone, "backbone.pretrained=true"), 3)
     text = str(err.value)
     assert "\n" not in text
+    assert f"ImageNet weights for {backbone} (timm resnetv2_152) cannot be loaded" in text
     assert "timm publishes no pretrained weights for resnetv2_152" in text
-    assert "backbone.weights_path=" in text
+    assert "backbone.weights_path=<a local state dict file: " in text
+    assert not list(offline_empty_hub.rglob("*.safetensors"))  # nothing fetched for resnet50
 
 
 def test_describe_weights(tmp_path: Path) -> None:
