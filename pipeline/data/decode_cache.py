@@ -129,6 +129,12 @@ def _build(
 ) -> Decoded:
     reuse, known_bad = _reusable(folder)
     sources: dict[Path, np.ndarray] = {}
+    for source in {reuse[hashes[i]][0] for i in candidates if hashes[i] in reuse}:
+        try:
+            sources[source] = np.load(source, mmap_mode="r")
+        except (OSError, ValueError):
+            continue  # a torn or foreign file: its rows are decoded again
+    reuse = {h: (p, r) for h, (p, r) in reuse.items() if p in sources and r < len(sources[p])}
     to_decode = []
     for i in candidates:
         if hashes[i] in known_bad:
@@ -147,8 +153,6 @@ def _build(
         for i in todo:
             if i not in to_decode:
                 src, r = reuse[hashes[i]]
-                if src not in sources:
-                    sources[src] = np.load(src, mmap_mode="r")
                 full[row_of[i]] = sources[src][r]
         for i, result in _decode_many([paths[i] for i in to_decode], size, to_decode):
             if isinstance(result, str):
