@@ -68,12 +68,12 @@ def write_class_tree(root: Path, counts: dict[str, int], start_seed: int = 0) ->
 
 
 def age_files(root: Path, seconds: float = 3600.0) -> None:
-    """Backdate every file, as files on disk normally are: the hash index trusts only settled
-    files (a file changed within the last seconds is hashed again)."""
+    """Backdate a file, or every file below a folder, as files on disk normally are: the hash
+    index trusts only settled files (one changed within the last seconds is hashed again)."""
     past = time.time() - seconds
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            os.utime(Path(dirpath) / name, (past, past))
+    files = [root] if root.is_file() else [Path(d) / f for d, _, fs in os.walk(root) for f in fs]
+    for path in files:
+        os.utime(path, (past, past))
 
 
 def png_bytes(array: np.ndarray) -> bytes:
