@@ -216,10 +216,10 @@ def scan_covid19_radiography(ds: DictConfig) -> Listing:
 _CHESTXRAY = "metadata.csv and images/ (ieee8023 covid-chestxray-dataset)"
 
 
-def read_csv(path: Path, required: list[str], what: str) -> pd.DataFrame:
+def read_csv(path: Path, required: list[str], what: str, layout: str) -> pd.DataFrame:
     """A CSV as strings (empty cells as ''), with a one-line error for a missing column."""
     if not path.is_file():
-        raise DataError(f"{what} {path} does not exist: check the path")
+        raise DataError(f"{what} {path} does not exist ({layout}): check dataset.root and {what}")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -242,7 +242,8 @@ def scan_covid_chestxray(ds: DictConfig) -> Listing:
     views = list(ds.views) if ds.get("views") else None
     required = ["patientid", "finding", "filename"]
     required += ["modality"] * bool(modalities) + ["view"] * bool(views)
-    frame = read_csv(root / ds.metadata, required, "dataset.metadata")
+    frame = read_csv(root / ds.metadata, required, "dataset.metadata",
+                     f"dataset=covid_chestxray expects {_CHESTXRAY}")
 
     steps: list[str] = [f"{len(frame)} rows"]
     finding = frame["finding"].str.strip()
@@ -286,7 +287,8 @@ def scan_manifest(ds: DictConfig) -> Listing:
     csv_path = Path(ds.csv).expanduser()
     csv_path = csv_path if csv_path.is_absolute() else root / csv_path
     path_col, label_col = str(ds.path_column), str(ds.label_column)
-    frame = read_csv(csv_path, [path_col, label_col], "dataset.csv")
+    frame = read_csv(csv_path, [path_col, label_col], "dataset.csv",
+                     "dataset=manifest expects a CSV of paths and labels")
 
     patients: list[str | None] = [None] * len(frame)
     patient_col = ds.get("patient_column")

@@ -52,6 +52,13 @@ def test_radiography_layout_lists_missing_folders_and_nested_hint(tmp_path: Path
     assert f"did you mean dataset.root={inner}" in message
 
 
+def test_chestxray_root_without_metadata_names_expected_layout(tmp_path: Path,
+                                                               make_cfg) -> None:
+    write_class_tree(tmp_path / "r", {"a": 2})
+    message = error_of(make_cfg, "dataset=covid_chestxray", f"dataset.root={tmp_path / 'r'}")
+    assert str(tmp_path / "r" / "metadata.csv") in message and "metadata.csv and images/" in message
+
+
 def test_split_folders_mixed_with_class_folders(tmp_path: Path, make_cfg) -> None:
     write_class_tree(tmp_path / "r" / "train", {"a": 2, "b": 2})
     write_class_tree(tmp_path / "r", {"extra": 2})
