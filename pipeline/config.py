@@ -1,4 +1,4 @@
-"""Compose the Hydra config tree (conf/) with overrides, the one way every entry point gets a config."""
+"""Compose the Hydra config tree (conf/) with overrides: how every entry point gets a config."""
 
 from __future__ import annotations
 

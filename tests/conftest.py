@@ -23,3 +23,24 @@ def covid_sample() -> Path:
     if not (SHARED_SAMPLE / "metadata.csv").is_file():
         pytest.skip(f"{SHARED_SAMPLE} is not there")
     return SHARED_SAMPLE
+
+
+# A training small enough for a test: 32 px synthetic images, a small backbone, two epochs.
+TINY = (
+    "backbone=resnet18",
+    "dataset.image_size=32",
+    "dataset.num_images=96",
+    "dataset.batch_size=16",
+    "trainer.max_epochs=2",
+    "trainer.progress_bar=false",
+)
+
+
+@pytest.fixture
+def tiny_overrides(state_dir: Path):
+    """``tiny_overrides(*more)``: overrides for a tiny training whose state lives in state_dir."""
+
+    def make(*more: str) -> list[str]:
+        return [f"state_dir={state_dir}", *TINY, *more]
+
+    return make

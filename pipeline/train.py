@@ -1,0 +1,28 @@
+"""Train one CNN: ``python -m pipeline.train [hydra overrides]``.
+
+Prints the MLflow run id and, as its LAST line, ``{"run_id", "status", "metrics"}``.
+Exit status: 0 finished, 1 the training failed (reason logged with the run), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pipeline.cli import print_json_line, run
+from pipeline.config import compose
+from pipeline.training import graceful_interrupts, run_training
+
+
+def main(argv: list[str]) -> int:
+    cfg = compose(argv)
+    with graceful_interrupts():
+        result = run_training(cfg, run_name=f"{cfg.backbone.name}-train")
+    print(f"run {result.run_id}: {result.status}", flush=True)
+    if result.error:
+        print(f"error: {result.error}", file=sys.stderr, flush=True)
+    print_json_line({"run_id": result.run_id, "status": result.status, "metrics": result.metrics})
+    return 0 if result.state == "COMPLETE" else 1
+
+
+if __name__ == "__main__":
+    run(main)
