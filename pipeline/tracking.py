@@ -46,7 +46,14 @@ def client(cfg: DictConfig):  # -> MlflowClient (import kept lazy: mlflow is slo
     from mlflow import MlflowClient
 
     uri = tracking_uri(cfg)
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; keep the user's environment as
+    # it was, so a later config in this process still resolves its own store.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
     return MlflowClient(tracking_uri=uri)
 
 

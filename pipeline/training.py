@@ -38,7 +38,8 @@ from pipeline.reports import write_curves, write_reports
 
 log = logging.getLogger(__name__)
 # Lightning's start-up chatter (tips, "100% of batches will be used") buries the progress output.
-logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+for _name in ("lightning.pytorch.utilities.rank_zero", "pytorch_lightning.utilities.rank_zero"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 # Frozen stages stay in eval mode on purpose (BatchNorm statistics of the frozen part).
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")

@@ -10,6 +10,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "covid-chestxray-sample"
 
 
+@pytest.fixture(autouse=True)
+def no_tracking_uri_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: never let one test's store leak."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     path = tmp_path / "state"

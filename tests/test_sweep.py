@@ -1,0 +1,197 @@
+"""Real tiny studies: Optuna storage and MLflow store read back and checked against each other."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from pipeline.config import PROJECT_ROOT, compose
+from pipeline.study import open_study, run_study
+from pipeline.tracking import tracking_uri
+
+TINY_SWEEP = ("tracking.log_model=false", "sweep.sampler=random")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def sweep(tiny_overrides):
+    """``sweep(*more)`` -> (cfg, overrides): a tiny study's config."""
+
+    def make(*more: str):
+        overrides = tiny_overrides(*TINY_SWEEP, *more)
+        return compose(overrides), overrides
+
+    return make
+
+
+def _children(cfg, study_name: str) -> list:
+    client = MlflowClient(tracking_uri(cfg))
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        return []
+    return client.search_runs(
+        [exp.experiment_id], f"tags.study_name = '{study_name}' AND tags.role = 'trial'",
+        max_results=1000,
+    )
+
+
+def test_a_study_matches_its_mlflow_children_and_resumes_to_the_total(sweep):
+    cfg, overrides = sweep("sweep.n_trials=3")
+    first = run_study(cfg, overrides, echo=False)
+    study = open_study(cfg)
+    assert len(study.trials) == 3
+    assert first["n_complete"] + first["n_pruned"] + first["n_fail"] == 3
+
+    client = MlflowClient(tracking_uri(cfg))
+    parent = client.get_run(first["parent_run_id"])
+    assert parent.data.tags["role"] == "study"
+    assert parent.data.tags["study_name"] == first["study_name"] == "synthetic-resnet18"
+    assert parent.data.tags["backbone"] == "resnet18"
+    assert parent.data.tags["dataset"] == "synthetic"
+    assert parent.data.tags["sweep_space"] == "default"
+    assert parent.info.status == "FINISHED"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "default.yaml" in artifacts
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/optimization_history.png" in plots
+    assert parent.data.metrics["best_value"] == pytest.approx(first["best_value"])
+
+    # Resume: the same command with a larger total adds trials, never repeats a number.
+    cfg, overrides = sweep("sweep.n_trials=5")
+    second = run_study(cfg, overrides, echo=False)
+    study = open_study(cfg)
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == list(range(5))
+    assert second["parent_run_id"] != first["parent_run_id"]
+
+    children = _children(cfg, "synthetic-resnet18")
+    assert len(children) == 5  # exactly one MLflow run per trial
+    by_number = {int(r.data.tags["optuna_trial"]): r for r in children}
+    assert sorted(by_number) == numbers
+    status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+    for trial in study.trials:
+        run = by_number[trial.number]
+        assert run.data.tags["state"] == trial.state.name
+        assert run.info.status == status[trial.state.name]
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        for key, value in trial.params.items():
+            assert run.data.params[key] == str(value)
+    parents = {r.data.tags["mlflow.parentRunId"] for r in children}
+    assert parents == {first["parent_run_id"], second["parent_run_id"]}
+    best = by_number[study.best_trial.number]
+    assert second["best_run_id"] == best.info.run_id
+    assert best.data.metrics["val_auroc"] == pytest.approx(second["best_value"])
+
+    # Run again at the same total: nothing left to do, nothing re-run.
+    third = run_study(cfg, overrides, echo=False)
+    assert len(open_study(cfg).trials) == 5 and third["best_value"] == second["best_value"]
+
+
+def test_a_failing_trial_is_fail_and_the_sweep_goes_on(sweep):
+    cfg, overrides = sweep("sweep.n_trials=2", "optimizer=sgd", "sweep.pruner=none")
+    open_study(cfg).enqueue_trial({"optimizer.lr": 1e30})  # a loss that overflows at once
+    summary = run_study(cfg, overrides, echo=False)
+    assert summary["n_fail"] == 1 and summary["n_complete"] == 1
+    trials = open_study(cfg).trials
+    assert trials[0].state == TrialState.FAIL and trials[1].state == TrialState.COMPLETE
+    failed = next(r for r in _children(cfg, summary["study_name"])
+                  if r.data.tags["optuna_trial"] == "0")
+    assert failed.info.status == "FAILED" and "loss became" in failed.data.tags["error"]
+
+
+def test_hopeless_trials_are_pruned(sweep):
+    cfg, overrides = sweep(
+        "sweep.n_trials=3", "trainer.max_epochs=3", "sweep.pruner_startup_trials=1",
+        "sweep.pruner_warmup_epochs=0", "trainer.early_stopping_patience=null",
+    )
+    study = open_study(cfg)
+    study.enqueue_trial({"optimizer.lr": 3e-3, "dataset.batch_size": 16,
+                         "backbone.freeze_depth": 0})
+    for _ in range(2):  # frozen backbone, a learning rate that barely moves the head
+        study.enqueue_trial({"optimizer.lr": 1e-7, "dataset.batch_size": 64,
+                             "backbone.freeze_depth": 5})
+    summary = run_study(cfg, overrides, echo=False)
+    assert summary["n_pruned"] >= 1
+    pruned = [r for r in _children(cfg, summary["study_name"]) if r.data.tags["state"] == "PRUNED"]
+    assert pruned and all(r.info.status == "KILLED" for r in pruned)
+    client = MlflowClient(tracking_uri(cfg))
+    trials = {t.number: t for t in open_study(cfg).trials}
+    for run in pruned:  # every epoch Optuna saw is in the run's metric history
+        history = client.get_metric_history(run.info.run_id, "val_auroc")
+        reported = trials[int(run.data.tags["optuna_trial"])].intermediate_values
+        assert [m.value for m in history] == pytest.approx(list(reported.values()))
+
+
+def test_ctrl_c_ends_the_trial_cleanly_and_a_resume_finishes(sweep, tiny_overrides):
+    overrides = tiny_overrides(*TINY_SWEEP, "sweep.n_trials=2", "trainer.max_epochs=30",
+                               "trainer.early_stopping_patience=null", "sweep.pruner=none")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.sweep", *overrides], cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    cfg = compose(overrides)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until trial 0 has logged an epoch
+        children = _children(cfg, "synthetic-resnet18") if (
+            os.path.exists(cfg.state_dir + "/mlflow.db")) else []
+        client = MlflowClient(tracking_uri(cfg))
+        if children and client.get_metric_history(children[0].info.run_id, "val_auroc"):
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:]
+    trial = open_study(cfg).trials[0]
+    assert trial.state == TrialState.FAIL
+    run = _children(cfg, "synthetic-resnet18")[0]
+    assert run.info.status == "KILLED"
+    parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "KILLED"
+
+    cfg, overrides = sweep("sweep.n_trials=2", "sweep.pruner=none")
+    summary = run_study(cfg, overrides, echo=False)
+    assert summary["n_complete"] == 2 and summary["n_fail"] == 1
+    assert len(_children(cfg, "synthetic-resnet18")) == 3
+
+
+def test_sweep_command_prints_progress_and_a_json_last_line(tiny_overrides):
+    overrides = tiny_overrides(*TINY_SWEEP, "sweep.n_trials=1", "trainer.max_epochs=1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.sweep", *overrides], capture_output=True, text=True,
+        cwd=PROJECT_ROOT, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert set(summary) == {"study_name", "storage", "parent_run_id", "n_complete", "n_pruned",
+                            "n_fail", "best_value", "best_params", "best_run_id"}
+    assert summary["storage"].startswith("sqlite:///") and summary["n_complete"] == 1
+    assert any(line.startswith("trial 0 (1 of 1)") for line in lines)
+    assert "make ui" in proc.stdout
+
+
+def test_a_bad_sweep_setting_is_one_line(tiny_overrides):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.sweep", *tiny_overrides("sweep.pruner=sometimes")],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "sweep.pruner=sometimes" in proc.stderr and "median" in proc.stderr
+
+
