@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-import torch
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -21,12 +20,7 @@ from pipeline.tracking import tracking_uri
 TINY_SWEEP = ("tracking.log_model=false", "sweep.sampler=random")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
