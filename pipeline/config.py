@@ -19,6 +19,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = Path(os.environ.get("PIPELINE_CONF_DIR", PROJECT_ROOT / "conf"))
 
 OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+# trainer.monitor_mode follows sweep.direction: maximize -> max, minimize -> min.
+OmegaConf.register_new_resolver(
+    "mode_of", lambda direction: {"maximize": "max", "minimize": "min"}.get(direction, direction),
+    replace=True,
+)
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
