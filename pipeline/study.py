@@ -199,6 +199,15 @@ def log_best(mlflow_client: Any, parent_run_id: str, study: optuna.Study, step: 
     )
 
 
+def log_objective(mlflow_client: Any, trial: FrozenTrial) -> None:
+    """The trial's objective on its run: the value, or a pruned trial's last reported one."""
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    values = trial.intermediate_values
+    value = trial.value if trial.value is not None else values[max(values)] if values else None
+    if run_id and value is not None:
+        mlflow_client.log_metric(run_id, "objective", float(value))
+
+
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
     try:
         return study.best_trial
@@ -298,6 +307,7 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True)
         best = best_trial(study)
         best_text = f"best {best.value:.4f} (trial {best.number})" if best else "no best yet"
         say(f"  trial {trial.number}: {state} {outcome}; {best_text}", flush=True)
+        log_objective(mlflow_client, trial)
         log_best(mlflow_client, parent, study, trial.number)
         if finished_count(study) >= n_total:
             study.stop()

@@ -84,6 +84,8 @@ def test_a_study_matches_its_mlflow_children_and_resumes_to_the_total(sweep):
         assert run.data.tags["state"] == trial.state.name
         assert run.info.status == status[trial.state.name]
         assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        if trial.state == TrialState.COMPLETE:
+            assert run.data.metrics["objective"] == pytest.approx(trial.value)
         for key, value in trial.params.items():
             assert run.data.params[key] == str(value)
     parents = {r.data.tags["mlflow.parentRunId"] for r in children}
