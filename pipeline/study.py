@@ -2,22 +2,26 @@
 ``run_training`` as a nested MLflow run under one parent run per invocation.
 
 Nothing here assumes one process: the study lives in its storage (SQLite by default, any Optuna
-RDB URL such as PostgreSQL for several machines), the trial budget is counted from the storage,
-and trials orphaned by a killed worker are failed by Optuna's heartbeat and retried.
+RDB URL such as PostgreSQL for several machines), the trial budget is counted from the storage
+(other workers' running trials included), and trials orphaned by a killed worker are failed by
+Optuna's heartbeat and retried.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import random
 import socket
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from omegaconf import DictConfig
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -29,6 +33,9 @@ from pipeline.data import load_data
 from pipeline.errors import ConfigError
 from pipeline.search_space import SearchSpace, load_space, overrides_of
 from pipeline.training import Interrupted, run_training
+
+# Fresh stores created by several workers at once: a lost race on a table or a version row.
+_CREATE_RACE = ("already exists", "duplicate key", "unique constraint", "database is locked")
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 STATE_NAMES = {TrialState.COMPLETE: "COMPLETE", TrialState.PRUNED: "PRUNED",
@@ -65,26 +72,38 @@ def make_storage(cfg: DictConfig) -> RDBStorage:
         engine_kwargs["connect_args"] = {"timeout": 120}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    try:
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=int(cfg.sweep.heartbeat_interval),
-            grace_period=int(cfg.sweep.grace_period),
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                max_retry=int(cfg.sweep.max_retry)
-            ),
-        )
-    except Exception as exc:  # noqa: BLE001 -- driver, URL or connection problems alike
-        raise ConfigError(
-            f"sweep.storage={public_url(url)} cannot be opened ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); give an Optuna RDB URL such as "
-            "sqlite:///path/optuna.db or postgresql://user:pass@host/db"
-        ) from exc
+    for attempt in range(4):
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=int(cfg.sweep.heartbeat_interval),
+                grace_period=int(cfg.sweep.grace_period),
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                    max_retry=int(cfg.sweep.max_retry)
+                ),
+            )
+        except Exception as exc:  # noqa: BLE001 -- driver, URL or connection problems alike
+            if attempt < 3 and any(m in str(exc).lower() for m in _CREATE_RACE):
+                # Another worker (maybe on another machine) is creating the same fresh tables:
+                # once it is done they exist, and opening them again succeeds.
+                time.sleep(0.5 + random.random())
+                continue
+            raise ConfigError(
+                f"sweep.storage={public_url(url)} cannot be opened ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); give an Optuna RDB URL such "
+                "as sqlite:///path/optuna.db or postgresql://user:pass@host/db"
+            ) from exc
+    raise AssertionError("unreachable")
 
 
-def make_sampler(cfg: DictConfig) -> optuna.samplers.BaseSampler:
+def make_sampler(cfg: DictConfig, trial_number: int | None = None) -> optuna.samplers.BaseSampler:
+    """The sampler seeded from ``seed``, and from the trial number when given: every trial then
+    draws its own values, reproducibly, whichever worker runs it (workers seeded alike would
+    all draw the same ones)."""
     name, seed = str(cfg.sweep.sampler), int(cfg.seed)
+    if trial_number is not None:
+        seed = int(np.random.SeedSequence([seed, trial_number]).generate_state(1)[0])
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(
             cfg.sweep.get("startup_trials", 5)))
@@ -133,13 +152,45 @@ def open_study(cfg: DictConfig) -> optuna.Study:
 def finished_count(study: optuna.Study) -> int:
     """Finished trials toward sweep.n_trials. A FAIL that was retried counts once, via its retry;
     one ended by Ctrl-C does not count (the resume runs a trial in its place)."""
+    return progress(study)[0]
+
+
+def progress(study: optuna.Study) -> tuple[int, list[int]]:
+    """(finished trials as ``finished_count`` counts them, numbers of the trials RUNNING now)."""
     trials = study.get_trials(deepcopy=False)
-    retried = {t.system_attrs.get("failed_trial") for t in trials}  # set by the retry callback
-    return sum(
+    # Set by the retry callback on each retry: every stale trial it replaced, retries included.
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    finished = sum(
         1 for t in trials
         if t.state in FINISHED_STATES and not (t.state == TrialState.FAIL and (
             t.number in retried or t.user_attrs.get("interrupted")))
     )
+    return finished, [t.number for t in trials if t.state == TrialState.RUNNING]
+
+
+def fail_stale_trials(study: optuna.Study) -> bool:
+    """Optuna's heartbeat check: RUNNING trials of dead workers become FAIL and are queued for a
+    retry. True when it failed any (their MLflow runs are then left to close)."""
+    before = set(progress(study)[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return bool(before - set(progress(study)[1]))
+
+
+@contextmanager
+def setup_lock(cfg: DictConfig) -> Iterator[None]:
+    """Workers started together on one machine set up one at a time: creating the tables of a
+    fresh SQLite store is not safe to race (in Optuna or MLflow), and the first worker's decode
+    cache serves the others instead of each decoding the same images."""
+    import fcntl
+
+    with open(state_dir(cfg) / ".setup.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # ---- MLflow bookkeeping --------------------------------------------------------------------
@@ -257,42 +308,60 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True)
     """
     say = print if echo else (lambda *a, **k: None)
     space = load_space(str(cfg.sweep.space), cfg)
-    bundle = load_data(cfg)  # once: fails early on bad data, and every trial reuses it
-    study = open_study(cfg)
+    with setup_lock(cfg):
+        bundle = load_data(cfg)  # once: fails early on bad data, and every trial reuses it
+        study = open_study(cfg)
+        mlflow_client = tracking.client(cfg)
+        tracking.experiment_id(cfg, mlflow_client)
     name = study.study_name
-    mlflow_client = tracking.client(cfg)
-    closed = close_orphaned_runs(cfg, study, mlflow_client)
-    if closed:
-        say(f"closed {closed} trial run(s) left RUNNING by a stopped worker (now KILLED)")
+
+    def close_orphans() -> None:
+        closed = close_orphaned_runs(cfg, study, mlflow_client)
+        if closed:
+            say(f"closed {closed} trial run(s) left RUNNING by a stopped worker (now KILLED)",
+                flush=True)
+
+    fail_stale_trials(study)  # a killed worker's trial, past its grace period: FAIL, retried
+    close_orphans()
     parent = start_parent_run(cfg, space, bundle.fingerprint, mlflow_client, name)
     n_total = int(cfg.sweep.n_trials)
-    done_before = finished_count(study)
-    say(f"study {name}: {done_before} of {n_total} trials finished; storage "
+    done_before, running = progress(study)
+    elsewhere = f", {len(running)} running in other workers" if running else ""
+    say(f"study {name}: {done_before} of {n_total} trials finished{elsewhere}; storage "
         f"{public_url(storage_url(cfg))}; MLflow parent run {parent}")
 
     def objective(trial: optuna.Trial) -> float:
+        try:
+            return train_trial(trial)
+        except Interrupted as exc:  # SIGINT/SIGTERM anywhere in the trial
+            trial.set_user_attr("interrupted", True)  # FAIL, but not toward sweep.n_trials
+            raise KeyboardInterrupt(str(exc)) from exc  # Optuna marks the trial FAIL
+
+    def train_trial(trial: optuna.Trial) -> float:
+        study.sampler = make_sampler(cfg, trial.number)  # samplers keep no state of their own
         values = space.sample(trial, cfg)
         trial_overrides = [*space.fixed_overrides(), *overrides, *overrides_of(values)]
         trial.set_user_attr("overrides", trial_overrides)
-        say(f"trial {trial.number} ({finished_count(study) + 1} of {n_total}): "
+        finished, running = progress(study)  # running: this trial and other workers' ones
+        say(f"trial {trial.number} ({min(finished + len(running), n_total)} of {n_total}): "
             + ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()), flush=True)
         trial_cfg = compose(trial_overrides)
         tags = {"role": "trial", "study_name": name, "optuna_trial": str(trial.number),
                 "sweep_space": space.name}
-        try:
-            result = run_training(trial_cfg, run_name=f"trial-{trial.number}",
-                                  parent_run_id=parent, tags=tags, trial=trial)
-        except Interrupted as exc:
-            trial.set_user_attr("interrupted", True)  # FAIL, but not toward sweep.n_trials
-            raise KeyboardInterrupt(str(exc)) from exc  # Optuna marks the trial FAIL
+        result = run_training(trial_cfg, run_name=f"trial-{trial.number}",
+                              parent_run_id=parent, tags=tags, trial=trial)
         trial.set_user_attr("mlflow_run_id", result.run_id)
         trial.set_user_attr("epochs", result.epochs)
         if result.state == "PRUNED":
             raise optuna.TrialPruned(result.error)
+        error = None
         if result.state != "COMPLETE" or result.objective is None:
-            raise TrialFailed(result.error or "no objective value")
-        if not math.isfinite(result.objective):
-            raise TrialFailed(f"{cfg.sweep.metric} is {result.objective}")
+            error = result.error or "no objective value"
+        elif not math.isfinite(result.objective):
+            error = f"{cfg.sweep.metric} is {result.objective}"
+        if error:
+            trial.set_user_attr("error", error[:1000])  # the reason, in Optuna too
+            raise TrialFailed(error)
         return float(result.objective)
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -309,20 +378,38 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True)
         say(f"  trial {trial.number}: {state} {outcome}; {best_text}", flush=True)
         log_objective(mlflow_client, trial)
         log_best(mlflow_client, parent, study, trial.number)
-        if finished_count(study) >= n_total:
-            study.stop()
 
+    # One trial at a time, each asked only while finished + running trials (of every worker)
+    # stay below sweep.n_trials. A worker with nothing left to start waits for the others'
+    # trials: they finish the study, or one goes stale (its worker died) and is retried here.
+    timeout = cfg.sweep.timeout
+    deadline = None if timeout is None else time.monotonic() + float(timeout)
+    poll = max(1.0, min(float(cfg.sweep.heartbeat_interval), 5.0))
+    waited_for: list[int] = []
     status = "FINISHED"
     try:
-        remaining = n_total - done_before
-        if remaining > 0:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            study.optimize(
-                objective, n_trials=remaining, timeout=cfg.sweep.timeout, catch=(TrialFailed,),
-                callbacks=[after_trial], gc_after_trial=True,
-            )
-    except KeyboardInterrupt:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        while deadline is None or time.monotonic() < deadline:
+            if fail_stale_trials(study):
+                close_orphans()
+            finished, running = progress(study)
+            if finished >= n_total:
+                break
+            if finished + len(running) >= n_total:
+                if running != waited_for:
+                    waited_for = running
+                    say(f"waiting for trial(s) {', '.join(map(str, running))} of other "
+                        "workers to finish the study (a trial whose worker died is retried "
+                        f"here {cfg.sweep.grace_period}s after its last heartbeat)", flush=True)
+                time.sleep(poll)
+                continue
+            waited_for = []
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[after_trial],
+                           gc_after_trial=True)
+    except (KeyboardInterrupt, Interrupted) as exc:
         status = "KILLED"
+        if isinstance(exc, Interrupted):  # Ctrl-C between trials
+            raise KeyboardInterrupt(str(exc)) from exc
         raise
     except BaseException:
         status = "FAILED"

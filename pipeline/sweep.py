@@ -10,13 +10,16 @@ from __future__ import annotations
 from pipeline.cli import print_json_line, run
 from pipeline.config import compose
 from pipeline.study import run_study
-from pipeline.training import graceful_interrupts
+from pipeline.training import Interrupted, graceful_interrupts
 
 
 def main(argv: list[str]) -> int:
     cfg = compose(argv)
     with graceful_interrupts():
-        summary = run_study(cfg, argv)
+        try:
+            summary = run_study(cfg, argv)
+        except Interrupted as exc:  # before the first trial (loading data, opening the stores)
+            raise KeyboardInterrupt(str(exc)) from exc
     print_json_line(summary)
     return 0
 
