@@ -1,17 +1,23 @@
 # Every target that needs the environment depends on .venv, so any target works first on a fresh machine.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 MODEL ?= densenet121
+# Worker processes `make sweep` starts on the study (one trial each at a time).
 WORKERS ?= 1
 RUN ?=
 ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# `make server`: the team's MLflow tracking server. Its own store (a postgresql:// URL for a team),
+# and the artifact root it serves to every worker, so remote workers upload through it.
+BACKEND ?= sqlite:///$(CURDIR)/mlruns/server.db
+ARTIFACTS ?= $(CURDIR)/mlruns/server-artifacts
 # Backbones of `make sweep-all`: paper 000's five, then papers 001-004's additions.
 ALL_MODELS ?= xception vgg19 resnet50 densenet121 inception_v3 vgg16 resnet152v2 mobilenet_v3_large resnet50_resnet152v2_concat
 
-.PHONY: install test test-slow lint sweep sweep-all select rerun predict describe ui bench clean
+.PHONY: install test test-slow lint sweep sweep-all select rerun predict describe ui server bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +38,21 @@ test-slow: install
 lint: install
 	$(VENV)/bin/ruff check pipeline tests
 
+# WORKERS=n: n workers on the one study, each in its own process group so that Ctrl-C reaches each
+# exactly once (forwarded by this shell), which ends its trial cleanly. Exit: the first failure's.
 sweep: install
-	$(PY) -m pipeline.sweep backbone=$(MODEL) $(ARGS)
+	@[[ "$(WORKERS)" =~ ^[1-9][0-9]*$$ ]] || { echo "make sweep: WORKERS=$(WORKERS) is not a number >= 1" >&2; exit 2; }; \
+	if [ "$(WORKERS)" -eq 1 ]; then exec $(PY) -m pipeline.sweep backbone=$(MODEL) $(ARGS); fi; \
+	set -m; pids=(); \
+	trap 'kill -INT "$${pids[@]}" 2>/dev/null' INT; trap 'kill -TERM "$${pids[@]}" 2>/dev/null' TERM; \
+	for i in $$(seq $(WORKERS)); do \
+		$(PY) -m pipeline.sweep backbone=$(MODEL) $(ARGS) & pids+=($$!); \
+	done; set +m; \
+	echo "make sweep: $(WORKERS) workers (pids $${pids[*]}) on the study of $(MODEL)"; \
+	rc=0; for p in "$${pids[@]}"; do \
+		while :; do wait $$p; s=$$?; kill -0 $$p 2>/dev/null || break; done; \
+		[ $$rc -ne 0 ] || rc=$$s; \
+	done; exit $$rc
 
 sweep-all: install
 	@for m in $(ALL_MODELS); do \
@@ -57,6 +76,13 @@ ui: install
 	$(VENV)/bin/mlflow ui --host $(HOST) --port $(PORT) \
 		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts
+
+# Workers then log with tracking.uri=http://<host>:$(PORT); ARGS go to `mlflow server`. MLflow's job
+# runner (GenAI features, unused here: eight more processes) stays off unless the variable says so.
+server: install
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
+	$(VENV)/bin/mlflow server --host $(HOST) --port $(PORT) --backend-store-uri '$(BACKEND)' \
+		--serve-artifacts --artifacts-destination '$(ARTIFACTS)' $(ARGS)
 
 clean:
 	rm -rf mlruns/cache
