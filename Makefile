@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 MODEL ?= densenet121
-# Worker processes `make sweep` starts on the study (one trial each at a time).
+# Worker processes `make sweep` starts on the study (one trial each at a time), or one per GPU listed.
 WORKERS ?= 1
+GPUS ?=
 RUN ?=
 ARGS ?=
 HOST ?= 127.0.0.1
@@ -39,16 +40,19 @@ lint: install
 	$(VENV)/bin/ruff check pipeline tests
 
 # WORKERS=n: n workers on the one study, each in its own process group so that Ctrl-C reaches each
-# exactly once (forwarded by this shell), which ends its trial cleanly. Exit: the first failure's.
+# exactly once (forwarded by this shell), which ends its trial cleanly. GPUS=0,1,..: one worker per
+# listed GPU (its CUDA_VISIBLE_DEVICES), instead of WORKERS. Exit: the first failing worker's.
 sweep: install
 	@[[ "$(WORKERS)" =~ ^[1-9][0-9]*$$ ]] || { echo "make sweep: WORKERS=$(WORKERS) is not a number >= 1" >&2; exit 2; }; \
-	if [ "$(WORKERS)" -eq 1 ]; then exec $(PY) -m pipeline.sweep backbone=$(MODEL) $(ARGS); fi; \
+	gpus=($$(echo '$(GPUS)' | tr ',' ' ')); n=$${#gpus[@]}; [ $$n -gt 0 ] || n=$(WORKERS); \
+	if [ $$n -eq 1 ] && [ -z '$(GPUS)' ]; then exec $(PY) -m pipeline.sweep backbone=$(MODEL) $(ARGS); fi; \
 	set -m; pids=(); \
 	trap 'kill -INT "$${pids[@]}" 2>/dev/null' INT; trap 'kill -TERM "$${pids[@]}" 2>/dev/null' TERM; \
-	for i in $$(seq $(WORKERS)); do \
+	for ((i = 0; i < n; i++)); do \
+		[ $${#gpus[@]} -eq 0 ] || export CUDA_VISIBLE_DEVICES=$${gpus[$$i]}; \
 		$(PY) -m pipeline.sweep backbone=$(MODEL) $(ARGS) & pids+=($$!); \
 	done; set +m; \
-	echo "make sweep: $(WORKERS) workers (pids $${pids[*]}) on the study of $(MODEL)"; \
+	echo "make sweep: $$n workers (pids $${pids[*]}$${gpus:+, GPUs $(GPUS)}) on the study of $(MODEL)"; \
 	rc=0; for p in "$${pids[@]}"; do \
 		while :; do wait $$p; s=$$?; kill -0 $$p 2>/dev/null || break; done; \
 		[ $$rc -ne 0 ] || rc=$$s; \

@@ -1,5 +1,6 @@
 """The distributed path for real: a PostgreSQL cluster (.ci/postgres.sh), an MLflow tracking server
-on it started by `make server`, and two sweep workers on one study, as if on two machines."""
+on it started by `make server`, and two sweep workers on one study, as if on two machines; and
+`make sweep`'s launcher of several workers on one machine."""
 
 from __future__ import annotations
 
@@ -159,3 +160,67 @@ def test_two_workers_share_one_study_through_postgres_and_an_mlflow_server(
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")
     assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
     assert list(mlflow_server["artifacts"].rglob("config.yaml"))
+
+
+# ---- make sweep's worker launcher, with stand-in workers --------------------------------------
+FAKE_WORKER = r"""
+import os, signal, sys, time
+out = sys.argv[1]
+signals = []
+signal.signal(signal.SIGINT, lambda signum, frame: signals.append(signum))
+try:  # the first worker to start succeeds, the others fail with 3
+    os.close(os.open(os.path.join(out, "first"), os.O_CREAT | os.O_EXCL))
+    code = 0
+except FileExistsError:
+    code = 3
+with open(os.path.join(out, f"{os.getpid()}.ready"), "w") as fh:
+    fh.write(os.environ.get("CUDA_VISIBLE_DEVICES", "-") + "\n" + " ".join(sys.argv[2:]))
+if os.environ.get("FAKE_WAIT_FOR_CTRL_C"):
+    deadline = time.time() + 60
+    while not signals and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # a second Ctrl-C would have arrived by now
+    code = 130
+with open(os.path.join(out, f"{os.getpid()}.signals"), "w") as fh:
+    fh.write(str(len(signals)))
+sys.exit(code)
+"""
+
+
+def _make_sweep(tmp_path, *variables: str, wait_for_ctrl_c: bool) -> subprocess.Popen:
+    fake = tmp_path / "fake_worker.py"
+    fake.write_text(FAKE_WORKER)
+    env = dict(os.environ)
+    if wait_for_ctrl_c:
+        env["FAKE_WAIT_FOR_CTRL_C"] = "1"
+    return subprocess.Popen(
+        ["make", "-s", "-o", ".venv/.installed", "sweep", "MODEL=resnet18",
+         f"PY={sys.executable} {fake} {tmp_path}", "ARGS=sweep.n_trials=8", *variables],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+
+
+def _workers(tmp_path) -> list[tuple[str, str]]:
+    return sorted(tuple(p.read_text().split("\n")) for p in tmp_path.glob("*.ready"))
+
+
+def test_make_sweep_runs_one_worker_per_gpu_and_ctrl_c_reaches_each_once(tmp_path):
+    make = _make_sweep(tmp_path, "GPUS=3,5", wait_for_ctrl_c=True)
+    deadline = time.time() + 60
+    while len(_workers(tmp_path)) < 2 and time.time() < deadline and make.poll() is None:
+        time.sleep(0.1)
+    os.killpg(make.pid, signal.SIGINT)  # Ctrl-C in the terminal
+    out, _ = make.communicate(timeout=60)
+    assert make.returncode != 0, out
+    arguments = "-m pipeline.sweep backbone=resnet18 sweep.n_trials=8"
+    assert _workers(tmp_path) == [("3", arguments), ("5", arguments)]
+    assert [p.read_text() for p in tmp_path.glob("*.signals")] == ["1", "1"]
+
+
+def test_make_sweep_fails_when_a_worker_fails(tmp_path):
+    make = _make_sweep(tmp_path, "WORKERS=3", wait_for_ctrl_c=False)
+    out, _ = make.communicate(timeout=60)
+    assert make.returncode == 2 and "Error 3" in out, out  # make's own code for a failed recipe
+    assert [cuda for cuda, _ in _workers(tmp_path)] == ["-", "-", "-"]
+    assert "make sweep: 3 workers" in out
