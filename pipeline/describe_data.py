@@ -12,6 +12,8 @@ import warnings
 from pipeline.cli import print_json_line, run
 from pipeline.config import compose
 from pipeline.data import load_data
+from pipeline.data.layouts import printable
+from pipeline.data.sources import BadImageWarning
 from pipeline.data.splits import SPLIT_NAMES
 
 _SHOW_SKIPPED = 20
@@ -21,12 +23,14 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = compose(argv)
     with warnings.catch_warnings():
-        # The skipped files are listed below in full; the loader's one-line warning would repeat it.
-        warnings.simplefilter("ignore")
+        # Skipped files are listed below in full; the loader's one-line warning would repeat them.
+        # Other warnings (folders not read, say) still show.
+        warnings.simplefilter("ignore", BadImageWarning)
         bundle = load_data(cfg)
     summary = bundle.summary()
 
-    print(f"dataset: {bundle.name}  root: {bundle.root}  image size: {bundle.image_size}")
+    root = printable(str(bundle.root))
+    print(f"dataset: {bundle.name}  root: {root}  image size: {bundle.image_size}")
     print(f"classes: {', '.join(f'{i}={c}' for i, c in enumerate(bundle.classes))}", end="")
     print(f"  (positive: {bundle.positive_class})" if bundle.positive_class else "")
     width = max(len(c) for c in bundle.classes)
@@ -44,7 +48,7 @@ def main(argv: list[str]) -> int:
     print(f"patients in more than one split: {summary['patient_overlap']}")
     print(f"skipped files: {len(bundle.skipped)}")
     for path, reason in bundle.skipped[:_SHOW_SKIPPED]:
-        print(f"  {path}: {reason}")
+        print(f"  {printable(path)}: {reason}")
     if len(bundle.skipped) > _SHOW_SKIPPED:
         print(f"  ... and {len(bundle.skipped) - _SHOW_SKIPPED} more")
     print(f"fingerprint: {bundle.fingerprint}")

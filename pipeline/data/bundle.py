@@ -73,20 +73,26 @@ class DataBundle:
         return patient_overlap(self.patients, self.split)
 
     def manifest(self) -> pd.DataFrame:
-        """The split manifest: file, label (class name), patient, split."""
+        """The split manifest: file, label (class name), patient, split.
+
+        File names (and patients taken from them) are object columns: a name that is not UTF-8
+        on disk is kept as os.fsdecode gives it (surrogate escapes), which an arrow string column
+        refuses.
+        """
         return pd.DataFrame(
             {
-                "file": self.files,
+                "file": pd.Series(self.files, dtype=object),
                 "label": [self.classes[i] for i in self.labels],
-                "patient": self.patients,
+                "patient": pd.Series(self.patients.tolist(), dtype=object),
                 "split": self.split,
             }
         )
 
     def write_manifest(self, path: str | Path) -> Path:
+        """The manifest as CSV; file names that are not UTF-8 on disk keep their own bytes."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.manifest().to_csv(path, index=False, lineterminator="\n")
+        self.manifest().to_csv(path, index=False, lineterminator="\n", errors="surrogateescape")
         return path
 
     def summary(self) -> dict:

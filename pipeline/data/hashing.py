@@ -23,10 +23,11 @@ def digest_bytes(data: bytes) -> str:
 
 
 def digest_strings(parts: Iterable[str]) -> str:
-    """One sha256 over an ordered list of strings (cache keys, fingerprints)."""
+    """One sha256 over an ordered list of strings (cache keys, fingerprints). A file name that is
+    not UTF-8 on disk (surrogate escapes from os.fsdecode) hashes as its own bytes."""
     h = hashlib.sha256()
     for part in parts:
-        h.update(part.encode("utf-8"))
+        h.update(part.encode("utf-8", "surrogateescape"))
         h.update(b"\n")
     return h.hexdigest()
 

@@ -7,8 +7,10 @@ the same function, so both see identical pixels.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +53,21 @@ def decode_image(source: str | os.PathLike[str] | bytes, image_size: int) -> np.
     except FileNotFoundError as exc:
         raise UnreadableImage(name, "file not found") from exc
     except Image.DecompressionBombError as exc:
-        raise UnreadableImage(name, f"decompression bomb limit ({_reason(exc)})") from exc
+        raise UnreadableImage(name, _bomb_reason(exc)) from exc
     except UnidentifiedImageError as exc:
         raise UnreadableImage(name, "not an image file (format not recognised)") from exc
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:
         raise UnreadableImage(name, f"not a readable image ({_reason(exc)})") from exc
+
+
+def _bomb_reason(exc: Image.DecompressionBombError) -> str:
+    """Pillow's MAX_IMAGE_PIXELS guard stays on: a huge image is a bad image, never decoded."""
+    sizes = re.findall(r"\d+", str(exc))
+    what = f" ({sizes[0]} pixels > {sizes[1]})" if len(sizes) >= 2 else ""
+    return (
+        f"exceeds Pillow's decompression-bomb limit{what}, not decoded: "
+        f"re-export it at a smaller size if it is a genuine radiograph"
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -114,4 +126,10 @@ def read_bytes(path: Path) -> bytes:
         raise UnreadableImage(str(path), "file not found") from exc
     except OSError as exc:
         reason = exc.strerror or _reason(exc)
-        raise UnreadableImage(str(path), f"cannot be read ({reason})") from exc
+        if exc.errno == errno.ELOOP:
+            reason = "symlink loop (the link leads back to itself)"
+        elif exc.errno in (errno.EACCES, errno.EPERM):
+            reason = f"cannot be read ({reason}; chmod a+r makes it readable)"
+        else:
+            reason = f"cannot be read ({reason})"
+        raise UnreadableImage(str(path), reason) from exc

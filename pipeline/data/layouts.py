@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,49 @@ SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "
 SPLIT_ALIASES["test"] = "test"
 # Left out of every folder scan: OS and archive clutter, never data.
 _JUNK = {"__MACOSX", "Thumbs.db", "desktop.ini"}
+_SHOW = 3  # paths, rows or pairs named in a one-line message
+
+
+class DataWarning(UserWarning):
+    """Something in the dataset was passed over or dropped; the message says what and how to fix."""
+
+
+class TreeWarning(DataWarning):
+    """Folders of the dataset tree were not read: symlink loops, symlinked or unlistable folders."""
+
+
+def printable(text: str) -> str:
+    """A path as a strict UTF-8 stream can print it: undecodable bytes of a file name (kept as
+    surrogates by os.fsdecode) are shown as \\xNN escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def some(items: list[str], show: int = _SHOW) -> str:
+    """The first few of ``items`` joined, with '… and N more'."""
+    rest = f" and {len(items) - show} more" if len(items) > show else ""
+    return ", ".join(items[:show]) + rest
+
+
+@dataclass
+class _Passed:
+    """Folders a scan did not read, reported once, as one TreeWarning line, when it ends."""
+
+    root: Path
+    folders: list[str] = field(default_factory=list)
+
+    def note(self, path: str | os.PathLike[str], why: str) -> None:
+        rel = os.path.relpath(path, self.root)
+        self.folders.append(f"{printable(rel)} ({why})")
+
+    def report(self) -> None:
+        if self.folders:
+            warnings.warn(
+                f"did not read {len(self.folders)} folder(s) under {printable(str(self.root))}: "
+                f"{some(self.folders)}; if their images belong in the dataset, replace a link "
+                f"with the real folder or make the folder readable (chmod a+rx)",
+                TreeWarning,
+                stacklevel=3,
+            )
 
 
 @dataclass
@@ -54,17 +98,61 @@ def _visible(name: str) -> bool:
     return not name.startswith(".") and name not in _JUNK
 
 
-def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p.name))
+def _is_loop(path: Path) -> bool:
+    """A symlink to the folder that holds it or to one above it: following it never ends."""
+    if not path.is_symlink():
+        return False
+    target = os.path.realpath(path)
+    parent = os.path.realpath(path.parent)
+    return parent == target or parent.startswith(target.rstrip(os.sep) + os.sep)
 
 
-def _files_under(folder: Path, recursive: bool = True) -> list[Path]:
-    """Regular files below ``folder`` in a stable order; symlinked folders are not followed."""
+_LOOP = "symlink loop: it links back to a folder above it"
+
+
+def _subdirs(folder: Path, passed: _Passed | None = None) -> list[Path]:
+    """Visible sub-folders in order; a symlink that loops back up the tree is passed over."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        if passed is None:
+            raise
+        passed.note(folder, f"cannot be listed: {exc.strerror or exc}")
+        return []
+    found = []
+    for path in entries:
+        if not _visible(path.name) or not path.is_dir():
+            continue
+        if _is_loop(path):
+            if passed is not None:
+                passed.note(path, _LOOP)
+        else:
+            found.append(path)
+    return found
+
+
+def _files_under(folder: Path, passed: _Passed, recursive: bool = True) -> list[Path]:
+    """Files below ``folder`` in a stable order. Symlinked folders are not followed (noted in
+    ``passed``); links to files are kept, so a broken or looping one is reported as unreadable."""
     if not recursive:
-        return sorted(p for p in folder.iterdir() if p.is_file() and _visible(p.name))
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError as exc:
+            passed.note(folder, f"cannot be listed: {exc.strerror or exc}")
+            return []
+        return [p for p in entries if _visible(p.name) and not p.is_dir()]
+
+    def unlistable(exc: OSError) -> None:
+        passed.note(exc.filename or folder, f"cannot be listed: {exc.strerror or exc}")
+
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if _visible(d))
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unlistable):
+        visible = sorted(d for d in dirnames if _visible(d))
+        for name in visible:
+            link = Path(dirpath) / name
+            if link.is_symlink():
+                passed.note(link, _LOOP if _is_loop(link) else "symlinked folder, not followed")
+        dirnames[:] = [d for d in visible if not (Path(dirpath) / d).is_symlink()]
         found.extend(Path(dirpath) / f for f in sorted(filenames) if _visible(f))
     return found
 
@@ -80,6 +168,18 @@ def _require_root(root: Path, layout: str, expected: str) -> None:
             f"dataset.root={root} {what} (dataset={layout} expects {expected}): "
             f"set dataset.root=<the dataset folder>"
         )
+
+
+def _root_subdirs(root: Path, layout: str, passed: _Passed) -> list[Path]:
+    """The root's sub-folders; a root that cannot be listed is an error, not an empty dataset."""
+    try:
+        os.listdir(root)
+    except OSError as exc:
+        raise DataError(
+            f"dataset.root={root} cannot be listed ({exc.strerror or exc}; dataset={layout}): "
+            f"make it readable (chmod a+rx) or point dataset.root at a copy you can read"
+        ) from exc
+    return _subdirs(root, passed)
 
 
 def _nested_hint(root: Path, looks_right: Callable[[Path], bool]) -> str:
@@ -120,7 +220,8 @@ def scan_imagefolder(ds: DictConfig) -> Listing:
     root = dataset_root(ds)
     _require_root(root, "imagefolder", _IMAGEFOLDER)
     pattern = _compile(ds.get("patient_pattern"), "dataset.patient_pattern")
-    subdirs = _subdirs(root)
+    passed = _Passed(root)
+    subdirs = _root_subdirs(root, "imagefolder", passed)
     split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_ALIASES]
     if split_dirs:
         others = [d.name for d in subdirs if d not in split_dirs]
@@ -137,7 +238,7 @@ def scan_imagefolder(ds: DictConfig) -> Listing:
 
     by_class: dict[str, list[tuple[str | None, Path]]] = {}
     for split, base in groups:
-        for class_dir in _subdirs(base):
+        for class_dir in _subdirs(base, passed) if split else subdirs:
             name = normalise_class(class_dir.name)
             for other_split, other in by_class.get(name, []):
                 if other_split == split and other != class_dir:
@@ -168,12 +269,13 @@ def scan_imagefolder(ds: DictConfig) -> Listing:
     listing = Listing(root, [], [], [], classes, [] if split_dirs else None)
     for name in classes:
         for split, class_dir in by_class[name]:
-            for path in _files_under(class_dir):
+            for path in _files_under(class_dir, passed):
                 listing.files.append(_rel(path, root))
                 listing.labels.append(name)
                 listing.patients.append(_patient_from_name(pattern, path.name))
                 if listing.splits is not None:
                     listing.splits.append(split)
+    passed.report()
     return listing
 
 
@@ -188,9 +290,10 @@ def scan_covid19_radiography(ds: DictConfig) -> Listing:
     class_dirs = OmegaConf.to_container(ds.class_dirs) if ds.get("class_dirs") else {}
     if not class_dirs:
         raise ConfigError("dataset.class_dirs is empty: map class names to folders under root")
+    passed = _Passed(root)
+    found = [d.name for d in _root_subdirs(root, "covid19_radiography", passed)]
     missing = [str(folder) for folder in class_dirs.values() if not (root / folder).is_dir()]
     if missing:
-        found = [d.name for d in _subdirs(root)]
         hint = _nested_hint(root, lambda d: all((d / f).is_dir() for f in class_dirs.values()))
         raise DataError(
             f"dataset.root={root} lacks the class folder(s) {missing} (dataset=covid19_radiography "
@@ -204,10 +307,11 @@ def scan_covid19_radiography(ds: DictConfig) -> Listing:
         class_dir = root / folder
         # Newer releases keep images/ and masks/ per class; the first ones had the files directly.
         image_dir = class_dir / "images" if (class_dir / "images").is_dir() else class_dir
-        for path in _files_under(image_dir, recursive=False):
+        for path in _files_under(image_dir, passed, recursive=False):
             listing.files.append(_rel(path, root))
             listing.labels.append(name)
             listing.patients.append(_patient_from_name(pattern, path.name))
+    passed.report()
     return listing
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from pipeline.data import decode_cache
 from pipeline.data.hashing import HashIndex, digest_bytes, digest_strings, index_file_for
 from pipeline.data.images import PREPROCESS_VERSION, read_bytes, to_square_gray
-from pipeline.data.layouts import SCANNERS, dataset_root, normalise_class
+from pipeline.data.layouts import SCANNERS, dataset_root, normalise_class, printable, some
 from pipeline.errors import ConfigError, DataError
 
 _SHOW_BAD = 3  # paths named in the skip warning
@@ -88,10 +88,11 @@ def _report_bad(skipped: list[tuple[str, str]], policy: str, root: Path, total: 
             else "; no readable image is left: check dataset.root"
         )
         raise DataError(f"{root / path}: {reason}{more}{fix}")
-    shown = ", ".join(f"{path} ({reason})" for path, reason in skipped[:_SHOW_BAD])
-    rest = f" and {len(skipped) - _SHOW_BAD} more" if len(skipped) > _SHOW_BAD else ""
+    shown = some([f"{printable(path)} ({reason})" for path, reason in skipped], _SHOW_BAD)
     warnings.warn(
-        f"skipped {len(skipped)} unreadable image(s) of {total} under {root}: {shown}{rest}",
+        f"skipped {len(skipped)} unreadable image(s) of {total} under {printable(str(root))}: "
+        f"{shown}; repair, re-export or remove them (or set dataset.on_bad_image=error to stop "
+        f"instead)",
         BadImageWarning,
         stacklevel=2,
     )
