@@ -34,7 +34,8 @@ install() {
         || echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2
-    apt-get install -y -qq -o Dpkg::Options::=--force-confold postgresql >&2
+    apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+        postgresql >&2
     bindir >/dev/null || { echo "postgres.sh: postgresql installed but no initdb found" >&2; exit 1; }
 }
 
