@@ -202,6 +202,10 @@ def _check_config(ds: DictConfig, name: str) -> None:
     policy = ds.get("on_bad_image", "skip")
     if policy not in ("skip", "error"):
         raise ConfigError(f"dataset.on_bad_image={policy!r}: use skip or error")
+    if not isinstance(ds.get("allow_outside_root", False), bool):
+        raise ConfigError(
+            f"dataset.allow_outside_root={ds.get('allow_outside_root')!r}: use true or false"
+        )
     sampler = ds.get("sampler", "none")
     if sampler not in ("none", "weighted"):
         raise ConfigError(f"dataset.sampler={sampler!r}: use none or weighted")

@@ -37,6 +37,10 @@ class TreeWarning(DataWarning):
     """Folders of the dataset tree were not read: symlink loops, symlinked or unlistable folders."""
 
 
+class RepeatedRowWarning(DataWarning):
+    """A CSV listed the same file twice with the same values; the repeats were dropped."""
+
+
 def printable(text: str) -> str:
     """A path as a strict UTF-8 stream can print it: undecodable bytes of a file name (kept as
     surrogates by os.fsdecode) are shown as \\xNN escapes."""
@@ -339,6 +343,68 @@ def read_csv(path: Path, required: list[str], what: str, layout: str) -> pd.Data
     return frame
 
 
+def row_list(rows: list[int]) -> str:
+    """CSV row numbers for a message: 'row 5' or 'rows 5, 9, 12 and 4 more'."""
+    return f"row {rows[0]}" if len(rows) == 1 else f"rows {some([str(r) for r in rows])}"
+
+
+def _outside(root: Path, path: str) -> bool:
+    """Whether ``path`` (relative to root, or absolute) lands outside root once '..' is folded."""
+    full = os.path.normpath(os.path.join(root, path))
+    return not (full + os.sep).startswith(str(root).rstrip(os.sep) + os.sep)
+
+
+def _refuse_outside(ds: DictConfig, root: Path, csv_path: Path, column: str, rows: list[int],
+                    paths: list[str]) -> None:
+    """Paths of a CSV stay under dataset.root unless dataset.allow_outside_root=true."""
+    if ds.get("allow_outside_root", False):
+        return
+    bad = [(row, path) for row, path in zip(rows, paths, strict=True) if _outside(root, path)]
+    if bad:
+        raise DataError(
+            f"{csv_path} {row_list([row for row, _ in bad])}: path {bad[0][1]!r} (column "
+            f"'{column}') is outside dataset.root={root} ({len(bad)} rows are): fix the paths or "
+            f"move the files under the root, or set dataset.allow_outside_root=true to read "
+            f"them where they are"
+        )
+
+
+def _drop_repeats(root: Path, csv_path: Path, rows: list[int], paths: list[str],
+                  values: dict[str, list]) -> list[int]:
+    """Positions to keep: the first row of each file. A later row that repeats it (same values in
+    every column of ``values``) is dropped with one warning; one that differs is an error."""
+    first: dict[str, int] = {}
+    repeats: list[int] = []
+    conflicts: list[tuple[int, int, str]] = []
+    for k, path in enumerate(paths):
+        j = first.setdefault(os.path.normpath(os.path.join(root, path)), k)
+        if j == k:
+            continue
+        differ = [column for column, vals in values.items() if vals[k] != vals[j]]
+        if differ:
+            conflicts.append((j, k, differ[0]))
+        else:
+            repeats.append(k)
+    if conflicts:
+        j, k, column = conflicts[0]
+        a, b = values[column][j], values[column][k]
+        raise DataError(
+            f"{csv_path} rows {rows[j]} and {rows[k]} both list {paths[k]!r} but with different "
+            f"'{column}' ({a!r} and {b!r}; {len(conflicts)} rows conflict like this): keep one row "
+            f"per file, with the right {column}"
+        )
+    if repeats:
+        warnings.warn(
+            f"{csv_path}: dropped {len(repeats)} row(s) that repeat an earlier row for the same "
+            f"file ({row_list([rows[k] for k in repeats])}); delete them from the CSV to silence "
+            f"this",
+            RepeatedRowWarning,
+            stacklevel=3,
+        )
+    dropped = set(repeats)
+    return [k for k in range(len(paths)) if k not in dropped]
+
+
 def scan_covid_chestxray(ds: DictConfig) -> Listing:
     root = dataset_root(ds)
     _require_root(root, "covid_chestxray", _CHESTXRAY)
@@ -369,10 +435,25 @@ def scan_covid_chestxray(ds: DictConfig) -> Listing:
 
     named = [label for _, label in rules] + ([str(default)] if default else [])
     classes = list(dict.fromkeys(named))
-    image_dir = root / ds.image_dir
-    files = [_rel(image_dir / name.strip(), root) for name in frame["filename"]]
+    csv_path = root / ds.metadata
+    rows = [int(i) + 2 for i in frame.index]  # the CSV's own line numbers (header = line 1)
+    image_dir = str(ds.image_dir)
+    paths = [os.path.join(image_dir, name.strip()) for name in frame["filename"]]
+    _refuse_outside(ds, root, csv_path, "filename", rows, paths)
     patients = [p.strip() or None for p in frame["patientid"]]
-    return Listing(root, files, labels, patients, classes, filters=" -> ".join(steps))
+    keep = _drop_repeats(root, csv_path, rows, paths,
+                         {"finding": labels, "patientid": patients})
+    files = [_as_listed(root, paths[k]) for k in keep]
+    return Listing(root, files, [labels[k] for k in keep], [patients[k] for k in keep], classes,
+                   filters=" -> ".join(steps))
+
+
+def _as_listed(root: Path, path: str) -> str:
+    """A file as the Listing keeps it: relative to root (as before), or as given when outside."""
+    try:
+        return _rel(root / path, root)
+    except ValueError:
+        return path
 
 
 def _first_rule(finding: str, rules: list[tuple[str, str]], default: str | None) -> str | None:
@@ -420,13 +501,24 @@ def scan_manifest(ds: DictConfig) -> Listing:
 
     labels = [v.strip() for v in frame[label_col]]
     paths = [v.strip() for v in frame[path_col]]
-    for what, column, values in (("label", label_col, labels), ("path", path_col, paths)):
-        empty = [n for n, v in enumerate(values) if not v]
+    rows = [int(i) + 2 for i in frame.index]  # the CSV's own line numbers (header = line 1)
+    for what, column, values in (("path", path_col, paths), ("label", label_col, labels)):
+        empty = [row for row, v in zip(rows, values, strict=True) if not v]
         if empty:
             raise DataError(
-                f"{csv_path} row {empty[0] + 2}: empty {what} in column '{column}' "
-                f"({len(empty)} rows): fill it in or remove those rows"
+                f"{csv_path} {row_list(empty)}: empty {what} in column '{column}' "
+                f"({len(empty)} rows): fill it in or delete those rows"
             )
+    _refuse_outside(ds, root, csv_path, path_col, rows, paths)
+    values = {label_col: labels}
+    if patient_col and patient_col in frame.columns:
+        values[str(patient_col)] = patients
+    if splits is not None:
+        values[str(split_col)] = splits
+    keep = _drop_repeats(root, csv_path, rows, paths, values)
+    if len(keep) < len(paths):
+        paths, labels, patients = ([v[k] for k in keep] for v in (paths, labels, patients))
+        splits = [splits[k] for k in keep] if splits is not None else None
     return Listing(root, paths, labels, patients, sorted(set(labels)), splits)
 
 
