@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.utils.class_weight import compute_class_weight
 
 from pipeline.config import state_dir as resolve_state_dir
-from pipeline.data import sources
+from pipeline.data import duplicates, sources
+from pipeline.data.duplicates import DuplicateGroup
 from pipeline.data.hashing import digest_strings
 from pipeline.data.layouts import SCANNERS
 from pipeline.data.splits import SPLIT_NAMES, assign_splits, patient_overlap
@@ -45,6 +46,7 @@ class DataBundle:
     name: str = ""
     root: Path | None = None
     images_path: Path | None = field(default=None, repr=False)  # the cache file behind images
+    duplicates: list[DuplicateGroup] = field(default_factory=list)  # same image, several rows
 
     def indices(self, split: str) -> np.ndarray:
         """Row indices of one split, in order."""
@@ -71,6 +73,11 @@ class DataBundle:
     def patient_overlap(self) -> int:
         """Patients found in more than one split (0 unless a given split puts them there)."""
         return patient_overlap(self.patients, self.split)
+
+    def duplicates_across_splits(self) -> int:
+        """Duplicate groups with rows in more than one split (0 with dataset.on_duplicate=group,
+        unless the dataset's given splits put them there)."""
+        return len(duplicates.across_splits(self.duplicates, self.split))
 
     def manifest(self) -> pd.DataFrame:
         """The split manifest: file, label (class name), patient, split.
@@ -106,6 +113,8 @@ class DataBundle:
             "patients": {s: len(set(self.patients[self.indices(s)].tolist())) for s in SPLIT_NAMES},
             "patient_overlap": self.patient_overlap(),
             "skipped": len(self.skipped),
+            "duplicate_groups": len(self.duplicates),
+            "duplicates_across_splits": self.duplicates_across_splits(),
             "image_size": self.image_size,
             "fingerprint": self.fingerprint,
         }
@@ -154,9 +163,15 @@ def build_bundle(ds: DictConfig, sdir: Path) -> DataBundle:
             f" (root: {rows.root}): add images of it or leave it out of the dataset config"
         )
     patients = np.asarray(rows.patients, dtype=str)
+    bits = ds.get("near_duplicate_bits", duplicates.DEFAULT_BITS)
+    found = duplicates.find_in(rows.images, rows.images_path, rows.content,
+                               None if bits is None else int(bits))
+    policy = str(ds.get("on_duplicate", "group"))
+    if policy == "error":
+        duplicates.refuse(found, patients, rows.files, rows.root)
     split = assign_splits(
         rows.labels,
-        patients,
+        duplicates.merge_patients(patients, found) if policy == "group" else patients,
         rows.classes,
         float(ds.val_fraction),
         float(ds.test_fraction),
@@ -183,7 +198,9 @@ def build_bundle(ds: DictConfig, sdir: Path) -> DataBundle:
         name=name,
         root=rows.root,
         images_path=rows.images_path,
+        duplicates=found,
     )
+    duplicates.warn_about(found, policy, split, rows.labels, rows.classes, rows.files, rows.root)
     manifest_csv = bundle.manifest().to_csv(index=False, lineterminator="\n")
     bundle.fingerprint = digest_strings([manifest_csv, rows.image_digest])[:16]
     log.info("dataset %s: %s", name, json.dumps(bundle.summary()))
@@ -202,6 +219,18 @@ def _check_config(ds: DictConfig, name: str) -> None:
     policy = ds.get("on_bad_image", "skip")
     if policy not in ("skip", "error"):
         raise ConfigError(f"dataset.on_bad_image={policy!r}: use skip or error")
+    policy = ds.get("on_duplicate", "group")
+    if policy not in duplicates.POLICIES:
+        raise ConfigError(f"dataset.on_duplicate={policy!r}: use group, warn or error")
+    bits = ds.get("near_duplicate_bits", duplicates.DEFAULT_BITS)
+    if bits is not None and (
+        not isinstance(bits, int) or isinstance(bits, bool) or not 0 <= bits <= duplicates.MAX_BITS
+    ):
+        raise ConfigError(
+            f"dataset.near_duplicate_bits={bits!r} must be an integer from 0 to "
+            f"{duplicates.MAX_BITS} (bits of a {duplicates.HASH_BITS}-bit hash), or null to look "
+            f"for exact duplicates only"
+        )
     if not isinstance(ds.get("allow_outside_root", False), bool):
         raise ConfigError(
             f"dataset.allow_outside_root={ds.get('allow_outside_root')!r}: use true or false"

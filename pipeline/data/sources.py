@@ -40,6 +40,7 @@ class Rows:
     given: np.ndarray | None = None  # split per row, when the dataset gives it
     skipped: list[tuple[str, str]] = field(default_factory=list)
     root: Path | None = None
+    content: list[str] | None = None  # per-row hash of the source file's bytes, when there is one
 
 
 def from_files(ds: DictConfig, state_dir: Path) -> Rows:
@@ -73,6 +74,7 @@ def from_files(ds: DictConfig, state_dir: Path) -> Rows:
         given=np.array([listing.splits[i] for i in rows]) if listing.splits else None,
         skipped=skipped,
         root=root,
+        content=list(decoded.hashes),
     )
 
 

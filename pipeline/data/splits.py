@@ -100,7 +100,9 @@ def _carve(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -
             return mask
     # Whole patients: StratifiedGroupKFold makes k folds of ~1/k each; take the fold that holds
     # every class and whose size is nearest the target.
-    k = min(max(2, round(1.0 / fraction)), len(np.unique(groups)))
+    # Never more folds than groups, nor than the largest class has rows (sklearn refuses both).
+    k = min(max(2, round(1.0 / fraction)), len(np.unique(groups)), int(np.bincount(labels).max()))
+    k = max(k, 2)
     folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     present = set(np.unique(labels).tolist())
     best, best_key = None, None

@@ -20,6 +20,7 @@ from xray_files import chest_like, write_class_tree, write_image
 from pipeline.data import UnreadableImage, decode_image, load_data
 from pipeline.data.layouts import TreeWarning
 from pipeline.data.sources import BadImageWarning
+from pipeline.describe_data import main as describe_main
 from pipeline.errors import DataError
 
 
@@ -207,3 +208,13 @@ def test_non_utf8_file_name_is_read_and_kept(tmp_path: Path, make_cfg) -> None:
     csv = bundle.write_manifest(tmp_path / "manifest.csv").read_bytes()
     assert b"a/" + name in csv  # the file's own bytes, not a lossy replacement
 
+
+def test_describe_prints_a_non_utf8_name(tmp_path: Path, state_dir: Path, capsys) -> None:
+    root = tmp_path / "r"
+    non_utf8_tree(root)
+    (root / "a" / "img_000.png").write_bytes(
+        (root / "a" / os.fsdecode(b"\xff\xfe-scan.png")).read_bytes())  # a duplicate, listed
+    assert describe_main(["dataset=imagefolder", f"dataset.root={root}", "dataset.image_size=32",
+                          f"state_dir={state_dir}"]) == 0
+    out = capsys.readouterr().out  # pytest's capture is strict UTF-8, like a pipe
+    assert "a/\\xff\\xfe-scan.png [" in out and "(labels differ)" not in out

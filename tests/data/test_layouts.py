@@ -94,7 +94,7 @@ def test_patient_pattern_groups_a_patients_images(tmp_path: Path, make_cfg) -> N
 def test_covid19_radiography_layout(tmp_path: Path, make_cfg) -> None:
     root = tmp_path / "COVID-19_Radiography_Dataset"
     for folder in ("COVID", "Normal", "Viral Pneumonia", "Lung_Opacity"):
-        write_class_tree(root / folder, {"images": 4}, start_seed=len(folder))
+        write_class_tree(root / folder, {"images": 4}, start_seed=10 * len(folder))
         write_class_tree(root / folder, {"masks": 4}, start_seed=99)
     (root / "COVID.metadata.xlsx").write_bytes(b"not data")
     bundle = load_data(make_cfg("dataset=covid19_radiography", f"dataset.root={root}",
@@ -110,7 +110,7 @@ def test_covid19_radiography_layout(tmp_path: Path, make_cfg) -> None:
 def test_covid19_radiography_class_can_be_dropped(tmp_path: Path, make_cfg) -> None:
     root = tmp_path / "db"
     for folder in ("COVID", "Normal"):
-        write_class_tree(root / folder, {"images": 4}, start_seed=len(folder))
+        write_class_tree(root / folder, {"images": 4}, start_seed=10 * len(folder))
     bundle = load_data(make_cfg("dataset=covid19_radiography", f"dataset.root={root}",
                                 "dataset.image_size=32", "~dataset.class_dirs.viral_pneumonia",
                                 "~dataset.class_dirs.lung_opacity", "dataset.val_fraction=0.25",

@@ -1,0 +1,313 @@
+"""Duplicate images: the same file under several names, and the same radiograph re-encoded,
+rescaled or re-windowed (COVID collections hold both). Left alone they leak between splits.
+
+- Exact duplicates share their content hash: the file bytes' hash the decode cache already keeps
+  (or the pixels', for generated and array datasets).
+- Near-duplicates have difference hashes within ``dataset.near_duplicate_bits`` of each other: the
+  working-size image summed over 16 x 17 near-equal areas, one bit per horizontal neighbour pair
+  (brighter to the right or not), 256 bits, in integer arithmetic (the same on every machine).
+  Hashes are read from the decode cache's arrays (nothing is decoded again) and kept in a file
+  beside each array, so a later load reads 32 bytes per image. On the covid-chestxray sample,
+  re-encoded, rescaled or re-contrasted copies land 0-10 bits from their original, different
+  radiographs 32 or more (at 32-224 px); crops of more than a few percent are not found.
+
+Groups are rows joined by either relation (transitively). With ``dataset.on_duplicate=group`` the
+patients of a group are merged (union-find) before the grouped split, so a group never straddles
+two splits; rows outside any group keep their own patient, so the split changes only where
+duplicates exist.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.data.atomic import temp_beside
+from pipeline.data.hashing import digest_bytes
+from pipeline.data.layouts import DataWarning, printable, some
+from pipeline.errors import DataError
+
+POLICIES = ("group", "warn", "error")
+GRID = 16  # 16 rows of 17 area means: 16 x 16 neighbour comparisons
+HASH_BITS = GRID * GRID
+DEFAULT_BITS = 10  # re-encoded or rescaled copies: 0-10; different radiographs: ~30 and more
+MAX_BITS = HASH_BITS // 4  # a larger threshold would call unrelated radiographs duplicates
+_VERSION = 1  # bump when the hash changes: cached hash files carry it in their name
+_CHUNK = 256  # images hashed at a time (bounds memory at large working sizes)
+_BLOCK = 256  # rows per block when comparing within one bucket
+_POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint16)
+
+
+class DuplicateImageWarning(DataWarning):
+    """Duplicate images sit in different splits, or carry different labels."""
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Rows holding the same image (two or more)."""
+
+    rows: tuple[int, ...]  # ascending
+    exact: bool  # every row has the same content hash
+    bits: int  # largest hash distance of the near pairs that joined the group (0: none)
+
+    def kind(self) -> str:
+        if self.exact:
+            return "same file content"
+        if self.bits == 0:
+            return "same image hash (re-saved or re-encoded copies)"
+        return f"near-duplicate, hashes up to {self.bits} of {HASH_BITS} bits apart"
+
+
+# --- hashes -----------------------------------------------------------------------------------
+
+
+def _edges(size: int, bins: int) -> np.ndarray:
+    """Integer bin starts splitting ``size`` pixels into ``bins`` near-equal runs."""
+    return (np.arange(bins) * size) // bins
+
+
+def _area_sums(images: np.ndarray, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel sums over a rows x cols grid of near-equal areas (exact integers, so the hash is the
+    same on every machine), and the pixel count of each area. Images smaller than the grid are
+    repeated up to it first."""
+    size = images.shape[-1]
+    if size < cols:
+        reps = -(-cols // size)
+        images = np.repeat(np.repeat(images, reps, axis=1), reps, axis=2)
+        size *= reps
+    r, c = _edges(size, rows), _edges(size, cols)
+    sums = np.add.reduceat(np.add.reduceat(images, c, axis=2, dtype=np.int64), r, axis=1)
+    counts = np.diff(np.append(r, size))[:, None] * np.diff(np.append(c, size))[None, :]
+    return sums, counts
+
+
+def difference_hashes(images: np.ndarray) -> np.ndarray:
+    """(N, 32) uint8: the 256-bit difference hash of each (S, S) uint8 image, packed: per row of
+    16, whether each of 16 areas is brighter than its left neighbour."""
+    out = np.zeros((len(images), HASH_BITS // 8), dtype=np.uint8)
+    for start in range(0, len(images), _CHUNK):
+        block = np.asarray(images[start : start + _CHUNK])
+        sums, counts = _area_sums(block, GRID, GRID + 1)
+        # mean right > mean left, compared without division: sum_r * n_l > sum_l * n_r
+        bits = sums[:, :, 1:] * counts[:, :-1] > sums[:, :, :-1] * counts[:, 1:]
+        out[start : start + len(block)] = np.packbits(bits.reshape(len(block), -1), axis=1)
+    return out
+
+
+def cached_hashes(images: np.ndarray, images_path: Path | None) -> np.ndarray:
+    """difference_hashes, kept beside the cache array they come from (which never changes)."""
+    if images_path is None:
+        return difference_hashes(images)
+    path = images_path.with_name(f"{images_path.stem}.dhash{_VERSION}")  # not *.npy: no array
+    try:
+        hashes = np.load(path)
+        if hashes.shape == (len(images), HASH_BITS // 8) and hashes.dtype == np.uint8:
+            return hashes
+    except (OSError, ValueError):
+        pass  # absent or torn: computed (and written) again
+    hashes = difference_hashes(images)
+    try:
+        with temp_beside(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, hashes)
+            os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache still works, it only hashes again next time
+    return hashes
+
+
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances between every packed hash of ``a`` and every one of ``b``."""
+    return _POPCOUNT[a[:, None, :] ^ b[None, :, :]].sum(axis=-1)
+
+
+def near_pairs(hashes: np.ndarray, max_bits: int) -> np.ndarray:
+    """(K, 3) int64 rows (i, j, distance), i < j, for every pair at most ``max_bits`` apart.
+
+    Multi-index hashing: split the bits into max_bits + 1 parts; a pair within max_bits agrees
+    on at least one part, so only rows sharing a part's value are compared.
+    """
+    bits = np.unpackbits(hashes, axis=1)
+    found = [np.zeros((0, 3), dtype=np.int64)]
+    for part in np.array_split(np.arange(HASH_BITS), max_bits + 1):
+        keys = np.packbits(bits[:, part], axis=1)
+        _, bucket, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+        order = np.argsort(bucket.ravel(), kind="stable")  # rows of a bucket together, ascending
+        ends = np.cumsum(counts)
+        for b in np.flatnonzero(counts > 1):
+            found += _close_within(hashes, order[ends[b] - counts[b] : ends[b]], max_bits)
+    pairs = np.concatenate(found)
+    _, first = np.unique(pairs[:, 0] * len(hashes) + pairs[:, 1], return_index=True)
+    return pairs[first]
+
+
+def _close_within(hashes: np.ndarray, members: np.ndarray, max_bits: int) -> list[np.ndarray]:
+    out = []
+    for start in range(0, len(members), _BLOCK):
+        left, right = members[start : start + _BLOCK], members[start:]
+        dist = distances(hashes[left], hashes[right])
+        a, b = np.nonzero((dist <= max_bits) & (left[:, None] < right[None, :]))
+        out.append(np.stack([left[a], right[b], dist[a, b]], axis=1).astype(np.int64))
+    return out
+
+
+# --- groups -----------------------------------------------------------------------------------
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict = {}
+
+    def find(self, x):
+        parent = self.parent.setdefault(x, x)
+        while parent != x:
+            grand = self.parent.setdefault(parent, parent)
+            self.parent[x] = grand  # path halving
+            x, parent = parent, grand
+        return x
+
+    def union(self, a, b) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)  # the smallest member is the root
+
+
+def content_digests(images: np.ndarray) -> list[str]:
+    """Per-row hash of the pixels: the content of rows that have no source file."""
+    return [digest_bytes(np.ascontiguousarray(row).tobytes()) for row in images]
+
+
+def find_groups(
+    content: Sequence[str], hashes: np.ndarray | None, max_bits: int | None
+) -> list[DuplicateGroup]:
+    """Rows joined by equal content or by hashes at most ``max_bits`` apart (None: content only),
+    as groups of two or more, ordered by their first row."""
+    uf = _UnionFind()
+    first: dict[str, int] = {}
+    for row, digest in enumerate(content):
+        uf.union(first.setdefault(digest, row), row)
+    pair_bits: list[tuple[int, int, int]] = []
+    if hashes is not None and max_bits is not None:
+        # Rows with one hash are compared once: copies of an image cost nothing more.
+        unique, first_row, inverse = np.unique(hashes, axis=0, return_index=True,
+                                               return_inverse=True)
+        for row, u in enumerate(inverse.ravel().tolist()):
+            uf.union(int(first_row[u]), row)
+        for ui, uj, d in near_pairs(unique, max_bits).tolist():
+            pair_bits.append((int(first_row[ui]), int(first_row[uj]), d))
+            uf.union(int(first_row[ui]), int(first_row[uj]))
+    members: dict[int, list[int]] = {}
+    for row in range(len(content)):
+        members.setdefault(uf.find(row), []).append(row)
+    widest: dict[int, int] = {}
+    for i, _, d in pair_bits:
+        root = uf.find(i)
+        widest[root] = max(widest.get(root, 0), d)
+    groups = []
+    for root, rows in sorted(members.items()):
+        if len(rows) > 1:
+            exact = len({content[r] for r in rows}) == 1
+            groups.append(DuplicateGroup(tuple(rows), exact, 0 if exact else widest.get(root, 0)))
+    return groups
+
+
+def merge_patients(patients: np.ndarray, groups: list[DuplicateGroup]) -> np.ndarray:
+    """The split groups: patients that share a duplicate image become one (the smallest id);
+    every row outside a duplicate group keeps its own patient id."""
+    uf = _UnionFind()
+    for group in groups:
+        ids = sorted({str(patients[r]) for r in group.rows})
+        for other in ids[1:]:
+            uf.union(ids[0], other)
+    if not uf.parent:
+        return patients
+    return np.asarray([uf.find(p) if p in uf.parent else p for p in patients.tolist()], dtype=str)
+
+
+def across_splits(groups: list[DuplicateGroup], split: np.ndarray) -> list[DuplicateGroup]:
+    """The groups whose rows sit in more than one split."""
+    return [g for g in groups if len({str(split[r]) for r in g.rows}) > 1]
+
+
+def across_patients(groups: list[DuplicateGroup], patients: np.ndarray) -> list[DuplicateGroup]:
+    """The groups whose rows belong to more than one patient (a patient's own copies never leak:
+    the split keeps a patient's rows together)."""
+    return [g for g in groups if len({str(patients[r]) for r in g.rows}) > 1]
+
+
+def with_other_labels(groups: list[DuplicateGroup], labels: np.ndarray) -> list[DuplicateGroup]:
+    return [g for g in groups if len({int(labels[r]) for r in g.rows}) > 1]
+
+
+def show(groups: list[DuplicateGroup], files: Sequence[str], tag: Sequence[str] | None = None,
+         count: int = 3) -> str:
+    """The first pair of each of the first ``count`` groups, for a one-line message:
+    'a.png (train) = b.png (test)' for the same bytes, '~' for near-duplicates."""
+    shown = []
+    for group in groups:
+        a, b = group.rows[:2]
+        names = [printable(files[r]) + (f" ({tag[r]})" if tag is not None else "") for r in (a, b)]
+        more = f" (+{len(group.rows) - 2} more)" if len(group.rows) > 2 else ""
+        shown.append(f"{names[0]} {'=' if group.exact else '~'} {names[1]}{more}")
+    return some(shown, count)
+
+
+# --- what a dataset config makes of them ------------------------------------------------------
+
+
+def find_in(rows_images: np.ndarray, images_path: Path | None, content: Sequence[str] | None,
+            max_bits: int | None) -> list[DuplicateGroup]:
+    """The duplicate groups of a dataset's decoded rows (``content``: per-row file hashes)."""
+    if content is None:
+        content = content_digests(rows_images)
+    hashes = cached_hashes(rows_images, images_path) if max_bits is not None else None
+    return find_groups(content, hashes, max_bits)
+
+
+def refuse(groups: list[DuplicateGroup], patients: np.ndarray, files: Sequence[str],
+           root: Path | None) -> None:
+    """dataset.on_duplicate=error: stop when an image is held by more than one patient."""
+    shared = across_patients(groups, patients)
+    if shared:
+        tags = [f"patient {p}" for p in patients.tolist()]
+        raise DataError(
+            f"{len(shared)} duplicate image group(s) span more than one patient under "
+            f"{printable(str(root))}: {show(shared, files, tags)} ('=' same content, '~' "
+            f"near-duplicate): delete the copies or give them one patient id, or set "
+            f"dataset.on_duplicate=group to keep each group in one split"
+        )
+
+
+def warn_about(groups: list[DuplicateGroup], policy: str, split: np.ndarray, labels: np.ndarray,
+               classes: Sequence[str], files: Sequence[str], root: Path | None) -> None:
+    """One warning line for groups left in several splits, one for groups with several labels."""
+    where = printable(str(root))
+    crossing = across_splits(groups, split)
+    if crossing:
+        why = (
+            "the dataset's given splits put them there, and given splits are kept: delete the "
+            "copies or move them into one split"
+            if policy == "group"
+            else "set dataset.on_duplicate=group to keep each group in one split, or delete the "
+            "copies"
+        )
+        warnings.warn(
+            f"{len(crossing)} of {len(groups)} duplicate image group(s) under {where} straddle "
+            f"train/val/test: {show(crossing, files, split.tolist())}; {why}",
+            DuplicateImageWarning,
+            stacklevel=3,
+        )
+    mixed = with_other_labels(groups, labels)
+    if mixed:
+        names = [classes[int(i)] for i in labels]
+        warnings.warn(
+            f"{len(mixed)} duplicate image group(s) under {where} carry different labels: "
+            f"{show(mixed, files, names)}; check those labels",
+            DuplicateImageWarning,
+            stacklevel=3,
+        )
