@@ -1,0 +1,157 @@
+"""The selection's search on a 5,000-run store: right answers, without listing every run."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from pipeline.config import compose
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.run_search import order_by, quote, where
+from pipeline.selection import candidates, competition
+from pipeline.tracking import experiment_id, tracking_uri
+from tests.sweep_store import RunSpec, trial_tags, write_runs
+
+FP = "feedfacecafebeef"
+BACKBONES = ("resnet18", "densenet121", "vgg16", "xception")
+WINS = {"val_auroc": 0.999, "val_loss": 0.001}  # what every decoy scores: it would win
+
+
+class CountingClient:
+    """An MlflowClient that records what each search_runs asked for and got."""
+
+    def __init__(self, client: MlflowClient):
+        self._client = client
+        self.searches: list[tuple[int, int]] = []  # (max_results, runs returned)
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    def search_runs(self, *args, **kwargs):
+        page = self._client.search_runs(*args, **kwargs)
+        self.searches.append((kwargs.get("max_results", 1000), len(page)))
+        return page
+
+
+def big_store_specs(other_exp: str, n_total: int = 5000) -> list[RunSpec]:
+    """Competing trials (4 backbones; ties on val_auroc broken by val_loss), their pruned and
+    failed siblings, and decoys of every kind that would win if they competed."""
+    rng = np.random.default_rng(0)
+    same = {"dataset": "synthetic", "data_fingerprint": FP, "image_size": "32", "seed": "42"}
+    specs = []
+    for b, backbone in enumerate(BACKBONES):
+        for n in range(40):
+            auroc = float(np.round(rng.uniform(0.5, 0.9), 2))  # rounded: ties happen
+            specs.append(RunSpec({**same, **trial_tags(backbone, n)},
+                                 {"val_auroc": auroc, "val_loss": float(rng.uniform(0.2, 1))}))
+        for n, loss in enumerate((0.30, 0.20, 0.25)):  # a three-way tie at the top
+            specs.append(RunSpec({**same, **trial_tags(backbone, 50 + n)},
+                                 {"val_auroc": 0.95 - b / 100, "val_loss": loss}))
+        specs += [RunSpec({**same, **trial_tags(backbone, 60 + n, "PRUNED")}, WINS, "KILLED")
+                  for n in range(10 + b)]
+        specs += [RunSpec({**same, **trial_tags(backbone, 80 + n, "FAIL")},
+                          WINS, "FAILED") for n in range(3)]
+    decoys = [
+        {"role": "rerun", "state": "COMPLETE"},
+        {"role": "train", "state": "COMPLETE"},
+        {"role": "selection"},
+        {"role": "study"},
+        {**trial_tags("resnet18", 0), "data_fingerprint": "0000000000000000"},
+        {**trial_tags("resnet18", 0), "dataset": "covid", "data_fingerprint": "1111111111111111"},
+        {**trial_tags("resnet18", 0), "status_is": "RUNNING"},  # a trial still running
+        {**trial_tags("resnet18", 0), "other_experiment": "1"},
+    ]
+    i = 0
+    while len(specs) < n_total:
+        extra = dict(decoys[i % len(decoys)])
+        status = "RUNNING" if extra.pop("status_is", None) else "FINISHED"
+        exp = other_exp if extra.pop("other_experiment", None) else None
+        backbone = BACKBONES[(i // len(decoys)) % len(BACKBONES)]  # every decoy, every backbone
+        specs.append(RunSpec({**same, **extra, "backbone": backbone}, WINS, status, exp))
+        i += 1
+    return specs
+
+
+def expected_best(specs: list[RunSpec], exp: str) -> dict[str, tuple[str, float]]:
+    """Per backbone (run id, val_auroc) of the best competing run, by brute force."""
+    best: dict[str, RunSpec] = {}
+    for spec in specs:
+        t = spec.tags
+        if (spec.experiment_id or exp) != exp or spec.status != "FINISHED" or t.get(
+                "role") != "trial" or t.get("state") != "COMPLETE" or t.get(
+                "data_fingerprint") != FP or t.get("dataset") != "synthetic":
+            continue
+        key = (spec.metrics["val_auroc"], -spec.metrics["val_loss"])
+        old = best.get(t["backbone"])
+        if old is None or key > (old.metrics["val_auroc"], -old.metrics["val_loss"]):
+            best[t["backbone"]] = spec
+    return {b: (s.run_id, s.metrics["val_auroc"]) for b, s in best.items()}
+
+
+@pytest.mark.parametrize("via", ["tables", pytest.param("client", marks=pytest.mark.slow)])
+def test_a_5000_run_store_is_searched_without_listing_every_run(tmp_path, via):
+    cfg = compose([f"state_dir={tmp_path}"])
+    client = MlflowClient(tracking_uri(cfg))
+    exp = experiment_id(cfg, client)
+    other = client.create_experiment("elsewhere")
+    specs = big_store_specs(other)
+    started = time.perf_counter()
+    write_runs(client, exp, specs, via=via)
+    built = time.perf_counter() - started
+    assert len(specs) == 5000
+    sample = client.get_run(specs[0].run_id)  # the rows read back as ordinary runs
+    assert sample.data.tags["backbone"] == "resnet18" and "val_auroc" in sample.data.metrics
+
+    counting = CountingClient(client)
+    started = time.perf_counter()
+    comp = competition(counting, cfg, configured_fingerprint=lambda: FP)
+    ranked = candidates(counting, comp)
+    took = time.perf_counter() - started
+    print(f"store of {len(specs)} runs written via {via} in {built:.1f} s; "
+          f"selection search {took:.2f} s in {len(counting.searches)} searches")
+
+    truth = expected_best(specs, exp)
+    assert {c.backbone: (c.run_id, c.value) for c in ranked} == truth
+    assert [c.backbone for c in ranked] == sorted(truth, key=lambda b: -truth[b][1])
+    for cand in ranked:
+        assert cand.run.data.metrics["val_loss"] == 0.20  # the tie went to the lower val_loss
+        assert (cand.complete, cand.pruned) == (43, 10 + BACKBONES.index(cand.backbone))
+    returned = sum(n for _, n in counting.searches)
+    competing = sum(c.complete + c.pruned for c in ranked)
+    assert returned <= competing + len(counting.searches)  # only what is counted comes back
+    assert returned < len(specs) / 10
+    assert took < 10
+
+
+def test_with_several_fingerprints_the_configured_data_decides(tmp_path):
+    cfg = compose([f"state_dir={tmp_path}"])
+    client = MlflowClient(tracking_uri(cfg))
+    exp = experiment_id(cfg, client)
+    specs = [RunSpec({"dataset": "synthetic", "data_fingerprint": fp, "backbone": "resnet18",
+                      **trial_tags("resnet18", n)}, {"val_auroc": 0.5, "val_loss": 1.0})
+             for n, fp in enumerate((FP, "0000000000000000"))]
+    write_runs(client, exp, specs)
+    assert competition(client, cfg, lambda: FP).fingerprint == FP
+    with pytest.raises(PipelineError, match=r"2 different data fingerprints") as err:
+        competition(client, cfg, lambda: "ffffffffffffffff")
+    assert FP in str(err.value) and "0000000000000000" in str(err.value)
+    assert "select.fingerprint=" in str(err.value)
+    chosen = compose([f"state_dir={tmp_path}", "select.fingerprint=0000000000000000"])
+    assert competition(client, chosen, lambda: pytest.fail("not needed")).fingerprint == (
+        "0000000000000000")
+
+
+def test_filter_strings_quote_values_and_order_best_first():
+    assert where("attributes.status = 'FINISHED'", role="trial", dataset=None) == (
+        "attributes.status = 'FINISHED' AND tags.role = 'trial'")
+    assert quote("it's") == '"it\'s"'
+    with pytest.raises(ConfigError):
+        quote("both ' and \"")
+    assert order_by("val_auroc", "maximize")[:2] == ["metrics.`val_auroc` DESC",
+                                                      "metrics.val_loss ASC"]
+    assert order_by("val_loss", "minimize")[0] == "metrics.`val_loss` ASC"
+    with pytest.raises(ConfigError, match="maximize or minimize"):
+        order_by("val_auroc", "up")
