@@ -1,0 +1,27 @@
+"""Select the best CNN of the sweeps: ``python -m pipeline.select_best [hydra overrides]``.
+
+Competes the COMPLETE trial runs of one dataset and split (``select.*``), tests each backbone's
+best once, prints the comparison table, registers the winner as ``<select.model_name>@champion``.
+LAST line: ``{"champion_run_id", "backbone", "metric", "value", "model_name", "version",
+"table"}``. Exit status: 0 selected, 2 nothing to compare or bad input.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pipeline.champion import select_champion
+from pipeline.cli import print_json_line, run
+from pipeline.config import compose
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    cfg = compose(argv)
+    summary = select_champion(cfg, argv)
+    print_json_line(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

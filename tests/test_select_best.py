@@ -1,0 +1,179 @@
+"""select_best on real tiny sweeps over two backbones, checked against the store, scikit-learn
+and the Model Registry."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from pipeline.champion import data_overrides
+from pipeline.config import compose
+from pipeline.data import load_data
+from pipeline.errors import PipelineError
+from pipeline.selection import competition
+from tests.sweep_store import BACKBONES, run_module, sweep_store
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return sweep_store(tmp_path_factory.mktemp("sweep"))
+
+SUMMARY_KEYS = {"champion_run_id", "backbone", "metric", "value", "model_name", "version", "table"}
+ROW_KEYS = {"backbone", "run_id", "trials_complete", "trials_pruned", "val_auroc",
+            "test_sensitivity", "test_specificity", "test_accuracy", "test_f1", "test_precision",
+            "test_npv", "test_auroc", "trainable_params", "total_params", "winner"}
+
+
+@pytest.fixture(scope="module")
+def selected(store):
+    """The command's (summary, stdout) on the sweep store."""
+    proc = run_module("pipeline.select_best", *store.overrides)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stdout
+
+
+def competing_runs(store) -> list:
+    """Every run that may compete, found the slow way (a test may list a small store)."""
+    return [r for r in store.client.search_runs([store.experiment_id], max_results=1000)
+            if r.data.tags.get("role") == "trial" and r.data.tags.get("state") == "COMPLETE"
+            and r.info.status == "FINISHED"
+            and r.data.tags.get("data_fingerprint") == store.fingerprint]
+
+
+def best_of(runs: list) -> object:
+    return max(runs, key=lambda r: (r.data.metrics["val_auroc"], -r.data.metrics["val_loss"],
+                                    -r.info.start_time))
+
+
+def test_the_champion_is_the_best_complete_trial_and_each_row_its_backbones_best(store, selected):
+    summary, stdout = selected
+    assert set(summary) == SUMMARY_KEYS
+    runs = competing_runs(store)
+    assert {r.info.run_id for r in runs} == {i for ids in store.trials.values() for i in ids}
+    champion = best_of(runs)
+    assert summary["champion_run_id"] == champion.info.run_id
+    assert summary["backbone"] == champion.data.tags["backbone"]
+    assert summary["metric"] == "val_auroc"
+    assert summary["value"] == champion.data.metrics["val_auroc"]
+    assert summary["champion_run_id"] not in store.decoys.values()
+
+    table = summary["table"]
+    assert sorted(row["backbone"] for row in table) == sorted(BACKBONES)  # one row per backbone
+    assert [row["winner"] for row in table] == [True, False]
+    assert table[0]["run_id"] == summary["champion_run_id"]
+    for row in table:
+        assert set(row) == ROW_KEYS
+        mine = [r for r in runs if r.data.tags["backbone"] == row["backbone"]]
+        best = best_of(mine)
+        assert row["run_id"] == best.info.run_id
+        assert row["val_auroc"] == best.data.metrics["val_auroc"]
+        assert row["trainable_params"] == best.data.metrics["trainable_params"] > 0
+        assert row["total_params"] == best.data.metrics["total_params"]
+        assert row["trials_complete"] == 2
+        assert row["trials_pruned"] == (1 if row["backbone"] == "resnet18" else 0)
+    assert "| Backbone |" in stdout and "(winner)" in stdout
+
+
+def test_test_metrics_match_scikit_learn_on_the_logged_models_predictions(store, selected):
+    bundle = load_data(store.cfg)
+    rows = bundle.indices("test")
+    images = torch.from_numpy(np.asarray(bundle.images[rows])).unsqueeze(1).float()
+    target = bundle.labels[rows]
+    pos = bundle.classes.index(bundle.positive_class)
+    truth, negative = target == pos, target != pos
+    for row in selected[0]["table"]:
+        model = mlflow.pytorch.load_model(f"runs:/{row['run_id']}/model")
+        probs = model(images).detach().numpy()
+        pred = probs.argmax(axis=1) == pos
+        expected = {
+            "test_sensitivity": recall_score(truth, pred),
+            "test_specificity": recall_score(negative, ~pred),
+            "test_accuracy": accuracy_score(target, probs.argmax(axis=1)),
+            "test_f1": f1_score(truth, pred, zero_division=0),
+            "test_precision": precision_score(truth, pred, zero_division=0),
+            "test_npv": precision_score(negative, ~pred, zero_division=0),
+            "test_auroc": roc_auc_score(truth, probs[:, pos]),
+        }
+        for key, value in expected.items():
+            assert row[key] == pytest.approx(value, abs=1e-6), (row["backbone"], key)
+
+
+def test_the_registry_alias_points_at_the_champion(store, selected):
+    summary = selected[0]
+    version = store.client.get_model_version_by_alias(summary["model_name"], "champion")
+    assert summary["model_name"] == "chest-xray-cnn"
+    assert str(version.version) == summary["version"]
+    assert version.run_id == summary["champion_run_id"]
+    assert version.tags["run_id"] == summary["champion_run_id"]
+    assert version.tags["metric"] == "val_auroc"
+    assert float(version.tags["value"]) == summary["value"]
+    x = torch.randint(0, 256, (3, 1, 32, 32)).float()
+    registered = mlflow.pytorch.load_model(f"models:/{summary['model_name']}@champion")(x)
+    logged = mlflow.pytorch.load_model(f"runs:/{summary['champion_run_id']}/model")(x)
+    assert torch.equal(registered, logged)
+
+
+def test_the_selection_is_one_run_with_test_metrics_and_the_table(store, selected):
+    summary = selected[0]
+    runs = store.client.search_runs([store.experiment_id], "tags.role = 'selection'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["champion_run_id"] == summary["champion_run_id"]
+    assert run.data.tags["model_version"] == summary["version"]
+    winner = summary["table"][0]
+    assert run.data.metrics["test_auroc"] == pytest.approx(winner["test_auroc"])
+    for row in summary["table"]:
+        assert run.data.metrics[f"{row['backbone']}.test_f1"] == pytest.approx(row["test_f1"])
+    artifacts = {a.path for a in store.client.list_artifacts(run.info.run_id)}
+    assert {"comparison.md", "comparison.csv", *BACKBONES} <= artifacts
+    local = store.client.download_artifacts(run.info.run_id, "comparison.csv")
+    with open(local) as f:
+        logged = list(csv.DictReader(io.StringIO(f.read())))
+    assert [r["run_id"] for r in logged] == [r["run_id"] for r in summary["table"]]
+    predictions = {a.path for a in store.client.list_artifacts(run.info.run_id, "resnet18")}
+    assert "resnet18/test_predictions.csv" in predictions
+
+
+def test_no_runs_to_compare_is_one_line_and_exit_2(tmp_path):
+    proc = run_module("pipeline.select_best", f"state_dir={tmp_path}")
+    assert proc.returncode == 2 and proc.stdout == ""
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no runs to compare") and "no MLflow store" in last
+    assert proc.stderr.count("error:") == 1
+
+
+def test_no_runs_of_the_chosen_dataset_names_the_datasets_that_have_some(store):
+    cfg = compose([*store.overrides, "select.dataset=covid"])
+    with pytest.raises(PipelineError, match=r"no runs to compare.*dataset\(s\) synthetic"):
+        competition(store.client, cfg, lambda: pytest.fail("not needed"))
+
+
+def test_runs_of_other_data_without_a_choice_are_listed(store):
+    # The store holds trials of two fingerprints; data configured as neither decides nothing.
+    cfg = compose([*store.overrides, "dataset.num_images=80"])
+    with pytest.raises(PipelineError, match="2 different data fingerprints") as err:
+        competition(store.client, cfg, lambda: load_data(cfg).fingerprint)
+    assert store.fingerprint in str(err.value) and store.decoys["other_data"] in str(err.value)
+    chosen = compose([*store.overrides, f"select.fingerprint={store.fingerprint}"])
+    assert competition(store.client, chosen, lambda: "").fingerprint == store.fingerprint
+
+
+def test_only_dataset_overrides_reach_each_runs_logged_config():
+    assert data_overrides(["state_dir=/x", "dataset.root=/d", "+dataset.csv=a", "select.metric=m"
+                           ]) == ["dataset.root=/d", "+dataset.csv=a"]
