@@ -1,0 +1,69 @@
+"""Predict chest X-ray images: ``python -m pipeline.predict IMAGE [IMAGE ...]
+[--model champion|RUN_ID] [--cam DIR] [hydra overrides]``.
+
+Prints one JSON object per image, in order: ``{"image", "label", "probabilities"}``, or
+``{"image", "error"}`` for an image that cannot be read (the others are still predicted).
+``--cam DIR`` writes a Grad-CAM overlay PNG per image there. Exit status: 0 all predicted,
+1 some image unreadable, 2 bad input (no model, unknown run, bad override).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.cli import print_json_line, run
+from pipeline.config import compose
+from pipeline.data import decode_image
+from pipeline.errors import ConfigError
+from pipeline.gradcam import grad_cam, rebuild_net, save_overlay
+from pipeline.logged_runs import logged_config, open_store
+from pipeline.prediction import cam_path, predict_files, resolve_model, split_overrides
+
+CAM_DISPLAY_SIZE = 256  # overlays are drawn at least this large
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__)
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files (and key=value config overrides)")
+    parser.add_argument("--model", default="champion",
+                        help="'champion' (the registered champion) or an MLflow run id")
+    parser.add_argument("--cam", metavar="DIR", type=Path, help="write Grad-CAM overlays here")
+    return parser.parse_intermixed_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    images, overrides = split_overrides(args.images)
+    if not images:
+        raise ConfigError("no image to predict: python -m pipeline.predict IMAGE [IMAGE ...]")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    cfg = compose(overrides)
+    mlflow_client = open_store(cfg, f"no model {args.model} to predict with")
+    model, run_id = resolve_model(mlflow_client, cfg, args.model)
+    net = rebuild_net(logged_config(mlflow_client, run_id), model) if args.cam else None
+    used: set[Path] = set()
+    failed = 0
+    for pred in predict_files(model, images):
+        print_json_line(pred.as_json())
+        if pred.error is not None:
+            failed += 1
+        elif net is not None:
+            cam, probs = grad_cam(net, pred.pixels)
+            if not np.allclose(probs, list(pred.probabilities.values()), atol=1e-4):
+                print(f"warning: the rebuilt network disagrees with the logged model on "
+                      f"{pred.image}", file=sys.stderr)
+            size = max(model.image_size, CAM_DISPLAY_SIZE)
+            path = save_overlay(cam_path(args.cam, pred.image, used),
+                                decode_image(pred.image, size), cam)
+            print(f"cam: {path}", file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,146 @@
+"""Predicting image files with the registered champion or a run's model, with Grad-CAM."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pipeline.config import compose
+from pipeline.data import decode_image, load_data
+from pipeline.errors import PipelineError
+from pipeline.gradcam import grad_cam, rebuild_net
+from pipeline.logged_runs import load_model, logged_config, model_uri
+from pipeline.models import build_model
+from pipeline.predict import main
+from pipeline.prediction import split_overrides
+from pipeline.registry import register_champion
+from tests.sweep_store import run_module, sweep_store
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+MODEL_NAME = "xray-predict-test"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    store = sweep_store(tmp_path_factory.mktemp("sweep"))
+    run = store.client.get_run(store.trials["resnet18"][0])
+    register_champion(store.client, MODEL_NAME, run, {"run_id": run.info.run_id})
+    return store
+
+
+@pytest.fixture(scope="module")
+def images(store, tmp_path_factory):
+    """Three test-split radiographs as PNG (one enlarged to RGB), a corrupt file, a missing one."""
+    folder = tmp_path_factory.mktemp("images")
+    bundle = load_data(store.cfg)
+    rows = bundle.indices("test")[:3]
+    paths = []
+    for i, row in enumerate(rows):
+        image = Image.fromarray(np.asarray(bundle.images[row]))
+        if i == 2:
+            image = image.convert("RGB").resize((100, 80))
+        paths.append(folder / f"xray{i}.png")
+        image.save(paths[-1])
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    good = [str(p) for p in paths]
+    return {"good": good, "all": [good[0], str(folder / "corrupt.png"), good[1],
+                                  str(folder / "missing.jpg"), good[2]]}
+
+
+def test_predict_with_the_champion_gives_the_models_probabilities_and_cams(
+        store, images, tmp_path):
+    cams = tmp_path / "cams"
+    proc = run_module("pipeline.predict", *images["all"], "--model", "champion", "--cam",
+                      str(cams), store.overrides[0], f"select.model_name={MODEL_NAME}")
+    assert proc.returncode == 1, proc.stderr[-3000:]  # some images were unreadable
+    lines = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert [line["image"] for line in lines] == images["all"]
+    assert set(lines[1]) == set(lines[3]) == {"image", "error"}
+    assert "not an image" in lines[1]["error"] and "not found" in lines[3]["error"]
+
+    model = mlflow.pytorch.load_model(f"models:/{MODEL_NAME}@champion")
+    classes = load_data(store.cfg).classes
+    for line in (lines[0], lines[2], lines[4]):
+        assert set(line) == {"image", "label", "probabilities"}
+        probs = line["probabilities"]
+        assert list(probs) == classes
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+        assert line["label"] == max(probs, key=probs.get)
+        x = torch.from_numpy(decode_image(line["image"], 32)).float()[None, None]
+        expected = model(x).detach().numpy()[0]
+        np.testing.assert_allclose(list(probs.values()), expected, rtol=0, atol=1e-6)
+
+    written = sorted(p.name for p in cams.iterdir())
+    assert written == ["xray0_gradcam.png", "xray1_gradcam.png", "xray2_gradcam.png"]
+    overlay = np.asarray(Image.open(cams / "xray0_gradcam.png"))
+    assert overlay.shape == (256, 256, 3)
+    assert np.abs(overlay[..., 0].astype(int) - overlay[..., 2]).max() > 0  # coloured
+
+
+def test_predict_with_a_run_id_uses_that_runs_model(store, images, capsys):
+    run_id = store.trials["mobilenet_v2"][1]
+    assert main([*images["good"], "--model", run_id, store.overrides[0]]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    model = load_model(model_uri(store.client.get_run(run_id)))
+    pixels = np.stack([decode_image(p, model.image_size) for p in images["good"]])
+    expected = model.predict(torch.from_numpy(pixels)).numpy()
+    got = np.array([list(line["probabilities"].values()) for line in lines])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_without_a_champion_or_with_an_unknown_run_the_message_says_what_to_do(store, images):
+    with pytest.raises(PipelineError, match="run `python -m pipeline.select_best` first"):
+        main([images["good"][0], store.overrides[0], "select.model_name=nobody"])
+    with pytest.raises(PipelineError, match="run 'feedbeef' is not in the MLflow store"):
+        main([images["good"][0], "--model", "feedbeef", store.overrides[0]])
+
+
+def test_the_rebuilt_network_is_the_logged_model(store, images):
+    run_id = store.trials["resnet18"][0]
+    model = load_model(model_uri(store.client.get_run(run_id)))
+    net = rebuild_net(logged_config(store.client, run_id), model)
+    pixels = torch.from_numpy(np.stack([decode_image(p, 32) for p in images["good"]]))
+    with torch.no_grad():
+        mine = net(pixels[:, None].float()).softmax(dim=1)
+    torch.testing.assert_close(mine, model.predict(pixels), rtol=0, atol=1e-6)
+
+
+def test_grad_cam_matches_a_hook_based_reference():
+    cfg = compose(["backbone=resnet18", "dataset.image_size=96"])
+    torch.manual_seed(0)
+    net = build_model(cfg, 3).eval()
+    image = np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8)
+    cam, probs = grad_cam(net, image, class_index=1)
+
+    # Textbook Grad-CAM: activations and gradients of the last stage through hooks.
+    saved = {}
+    handle = net.backbone.stages[-1].register_forward_hook(
+        lambda module, inputs, output: saved.update(act=output) or output.retain_grad())
+    x = torch.from_numpy(image).float()[None, None]
+    logits = net(x)
+    logits[0, 1].backward()
+    handle.remove()
+    act = saved["act"]
+    assert act.shape[-2:] == (3, 3)
+    weights = act.grad.mean(dim=(2, 3), keepdim=True)
+    ref = F.relu((weights * act).sum(dim=1, keepdim=True))
+    ref = F.interpolate(ref, size=(96, 96), mode="bilinear", align_corners=False)[0, 0]
+    ref = (ref / ref.max()).detach().numpy()
+    np.testing.assert_allclose(cam, ref, atol=1e-5)
+    np.testing.assert_allclose(probs, logits.softmax(dim=1)[0].detach().numpy(), atol=1e-6)
+    assert cam.min() >= 0 and cam.max() == pytest.approx(1.0)
+
+
+def test_image_arguments_and_overrides_are_told_apart(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "odd=name.png").write_bytes(b"")
+    args = ["a.png", "state_dir=/x", "+extra.key=1", "odd=name.png", "dir/b.jpg", "~drop"]
+    assert split_overrides(args) == (["a.png", "odd=name.png", "dir/b.jpg"],
+                                     ["state_dir=/x", "+extra.key=1", "~drop"])
