@@ -28,7 +28,7 @@ class Rerun:
     rerun_of: str
     result: TrainResult
     rows: list[tuple[str, float | None, float | None, float | None]]  # metric, orig, new, diff
-    max_abs_diff: float | None  # None: some metric is on one side only, or NaN on one side
+    max_abs_diff: float | None  # over the metrics both logged; None: NaN on one side only
 
 
 def rerun_config(mlflow_client: Any, run: Any, cfg: DictConfig,
@@ -87,13 +87,15 @@ def check_data(mlflow_client: Any, run: Any, run_cfg: DictConfig, bundle: DataBu
 
 def compare_metrics(original: Mapping[str, float], new: Mapping[str, float]):
     """Rows (metric, original, re-run, |diff|) over every metric either run logged, and the
-    largest difference (None when some metric cannot be compared)."""
+    largest difference over the metrics both logged (None when one is NaN and the other not).
+    A metric of one run only (a sweep's ``objective``) is listed, not compared."""
     rows, worst = [], 0.0
     for key in sorted(set(original) | set(new)):
         a, b = original.get(key), new.get(key)
         diff = _abs_diff(a, b)
         rows.append((key, a, b, diff))
-        worst = None if diff is None or worst is None else max(worst, diff)
+        if a is not None and b is not None:
+            worst = None if diff is None or worst is None else max(worst, diff)
     return rows, worst
 
 

@@ -110,5 +110,7 @@ def test_metric_comparison_handles_nan_and_one_sided_metrics():
     rows, worst = compare_metrics({"a": 1.0, "b": math.nan}, {"a": 1.5, "b": math.nan})
     assert rows[0] == ("a", 1.0, 1.5, 0.5) and rows[1][0] == "b" and rows[1][3] == 0.0
     assert worst == 0.5
-    assert compare_metrics({"a": 1.0}, {"a": 1.0, "c": 2.0})[1] is None
+    rows, worst = compare_metrics({"a": 1.0, "objective": 0.5}, {"a": 1.0, "c": 2.0})
+    assert worst == 0.0  # metrics of one run only are listed, not compared
+    assert rows == [("a", 1.0, 1.0, 0.0), ("c", None, 2.0, None), ("objective", 0.5, None, None)]
     assert compare_metrics({"a": 1.0}, {"a": math.nan})[1] is None
