@@ -60,10 +60,21 @@ class ChestXrayModule(pl.LightningModule):
         self.train_accuracy = MulticlassAccuracy(self.num_classes, average="micro")
         self._val_loss_sum, self._val_count = 0.0, 0
         self._train_loss_sum, self._train_count = 0.0, 0
+        # Leading backbone stages the batches have already been through (a frozen-feature cache,
+        # pipeline.features): 0 means raw images.
+        self.train_input_depth = 0
+        self.eval_input_depth = 0
 
     # ---- forward -------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+    def _feature_map(self, x: Tensor, input_depth: int) -> Tensor:
+        """The backbone's last feature map for a batch of images, or of cached features that
+        have been through the first ``input_depth`` stages."""
+        if input_depth:
+            return self.net.features_from(x, input_depth)
+        return self.net.forward_features(x)
 
     def _ce(self, logits: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(
@@ -79,7 +90,7 @@ class ChestXrayModule(pl.LightningModule):
             y_all = y.repeat_interleave(2)
         else:
             y_all = y
-        features = self.net.forward_features(x)
+        features = self._feature_map(x, self.train_input_depth)
         loss = torch.zeros((), device=x.device)
         if self.stage == "classify":
             logits = self.net.classify(features)
@@ -130,7 +141,7 @@ class ChestXrayModule(pl.LightningModule):
         x, y = batch
         if self.stage == "pretrain":
             return
-        logits = self.net(x).float()
+        logits = self.net.classify(self._feature_map(x, self.eval_input_depth)).float()
         self._val_loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         self._val_count += int(y.shape[0])
         self.val_metrics.update(logits.softmax(dim=1), y)

@@ -1,0 +1,409 @@
+"""Frozen-prefix feature cache: what a network's frozen stages make of each image, computed once.
+
+A trial whose first ``freeze_depth`` backbone stages are frozen (and in eval mode, so BatchNorm and
+dropout are fixed) gets the same stage output for an image in every epoch and every trial with the
+same weights. The cache computes ``net.frozen_features`` once per key and memory-maps it from disk;
+training then runs only ``stages[freeze_depth:]`` and the head (the head alone when the whole
+backbone is frozen).
+
+Key (``FeatureKey``): backbone name, a digest of the frozen stages (architecture, every parameter
+and buffer, the input normalisation), freeze depth, image size, data fingerprint, split, device
+type and autocast dtype. Random initialisation depends on the seed and pre-training changes the
+weights, so the weights enter the key by content, never by name; other data, sizes or depths give
+other keys, so an entry can never be served to a network or dataset it was not computed for.
+
+Layout: ``<state_dir>/cache/features/<backbone>/<split>-d<depth>-s<size>-<key>.npy`` with a
+``.json`` sidecar naming the key's parts. Arrays are written to a temp file beside their final
+name and published with os.replace, so a reader sees a whole entry or none. Several processes
+share the cache: one computes a missing entry while the others wait on its lock file (an flock),
+then all map the same file; without locks (another file system) two writers of one key each
+publish an identical array and the last rename wins.
+
+When (``trainer.feature_cache``): ``auto`` (default) caches when the backbone has frozen stages and
+their output per image is no larger than the normalised input image (a shallow prefix whose output
+is bigger than its input is cheaper to recompute than to read); ``true`` caches whenever a frozen
+prefix exists; ``false`` never. Validation and test images are never augmented, so they always
+qualify; training images only when the augmentation preset changes nothing and the loss does not
+ask for two views (SupCon).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from pipeline.data.atomic import atomic_write_text, temp_beside
+from pipeline.data.bundle import DataBundle
+from pipeline.data.datamodule import ChestXrayDataModule
+from pipeline.errors import ConfigError
+from pipeline.models import ChestXrayNet
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+POLICIES = {"auto": "auto", "true": "on", "on": "on", "false": "off", "off": "off"}
+# Frozen-prefix outputs are stored in their own dtype; bfloat16 as its raw 16 bits.
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.uint16}
+_COMPUTE_BATCH = 64
+
+
+def features_dir(state_dir: str | os.PathLike[str]) -> Path:
+    return Path(state_dir) / "cache" / "features"
+
+
+def feature_policy(cfg: DictConfig) -> str:
+    """``trainer.feature_cache`` as auto | on | off (ConfigError for anything else)."""
+    raw = cfg.trainer.feature_cache
+    value = POLICIES.get(str(raw).lower())
+    if value is None:
+        raise ConfigError(f"trainer.feature_cache={raw!r}: use auto, true or false")
+    return value
+
+
+def weights_digest(net: ChestXrayNet, depth: int | None = None) -> str:
+    """Content digest of the frozen prefix: its architecture, parameters, buffers and the
+    network's input normalisation. Equal digests compute equal features."""
+    depth = net.freeze_depth if depth is None else depth
+    prefix = net.backbone.stages[:depth]
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(prefix).encode())
+    tensors = [("mean", net.mean), ("std", net.std), *prefix.state_dict().items()]
+    for name, tensor in tensors:
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FeatureKey:
+    """Everything the cached output of a frozen prefix depends on."""
+
+    backbone: str
+    weights: str  # weights_digest of the frozen prefix
+    depth: int
+    image_size: int
+    fingerprint: str  # the data's (manifest + image contents)
+    split: str
+    rows: int
+    device: str  # cpu | cuda: kernels differ in their last bits
+    autocast: str  # none | bfloat16 | float16: the dtype the prefix ran in
+    version: int = FORMAT_VERSION
+
+    def digest(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def path(self, root: Path) -> Path:
+        name = f"{self.split}-d{self.depth}-s{self.image_size}-{self.digest()}.npy"
+        return Path(root) / self.backbone / name
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive flock on ``<path>.lock`` while one process computes an entry (best effort:
+    where flock is missing the atomic rename alone keeps readers safe)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError:  # pragma: no cover - a file system without locks
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _read(path: Path, rows: int) -> np.ndarray | None:
+    """The published entry, memory-mapped; None when missing or unusable (rebuilt then)."""
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        log.warning("feature cache entry %s is unreadable (%s): computing it again", path, exc)
+        return None
+    if array.ndim < 2 or array.shape[0] != rows:
+        log.warning("feature cache entry %s has shape %s, not %d rows: computing it again",
+                    path, array.shape, rows)
+        return None
+    return array
+
+
+class FeatureStore:
+    """The cached frozen-prefix outputs of one network on one dataset, one entry per split and
+    autocast dtype (entries are computed on first request)."""
+
+    def __init__(self, root: str | os.PathLike[str], net: ChestXrayNet, bundle: DataBundle,
+                 device: torch.device | str = "cpu", *, backbone: str | None = None,
+                 lock: bool = True, batch_size: int = _COMPUTE_BATCH):
+        self.root = Path(root)
+        self.net = net
+        self.bundle = bundle
+        self.device = torch.device(device)
+        self.depth = net.freeze_depth
+        if self.depth < 1:
+            raise ValueError("a feature cache needs at least one frozen backbone stage")
+        self.backbone = backbone or net.backbone.name
+        self.weights = weights_digest(net, self.depth)
+        self.lock = lock
+        self.batch_size = int(batch_size)
+        self.computed: list[Path] = []  # entries this store computed (not read)
+        self._open: dict[tuple[str, str], np.ndarray] = {}
+
+    def key(self, split: str, autocast: torch.dtype | None = None) -> FeatureKey:
+        return FeatureKey(
+            backbone=self.backbone, weights=self.weights, depth=self.depth,
+            image_size=int(self.bundle.image_size), fingerprint=self.bundle.fingerprint,
+            split=split, rows=len(self.bundle.indices(split)), device=self.device.type,
+            autocast=_dtype_name(autocast),
+        )
+
+    def features(self, split: str, autocast: torch.dtype | None = None) -> np.ndarray:
+        """(rows of ``split``, C, H, W) outputs of the frozen stages, memory-mapped; row r is the
+        split's r-th image (``bundle.indices(split)[r]``)."""
+        key = self.key(split, autocast)
+        memo = (split, key.autocast)
+        if memo in self._open:
+            return self._open[memo]
+        path = key.path(self.root)
+        array = _read(path, key.rows)
+        if array is None:
+            with _locked(path) if self.lock else contextlib.nullcontext():
+                array = _read(path, key.rows)  # another process may have computed it meanwhile
+                if array is None:
+                    array = self._compute(key, path, autocast)
+        self._open[memo] = array
+        return array
+
+    def _compute(self, key: FeatureKey, path: Path, autocast: torch.dtype | None) -> np.ndarray:
+        indices = self.bundle.indices(key.split)
+        net = self.net
+        was_training = net.training
+        home = next(net.parameters()).device
+        net.eval().to(self.device)
+        sidecar = {**asdict(key), "digest": key.digest()}
+        try:
+            with temp_beside(path) as tmp:
+                out = None
+                for start in range(0, len(indices), self.batch_size):
+                    rows = indices[start : start + self.batch_size]
+                    x = torch.from_numpy(np.asarray(self.bundle.images[rows])).unsqueeze(1)
+                    h = _frozen_output(net, x.to(self.device), self.depth, autocast)
+                    if out is None:
+                        shape = (len(indices), *h.shape[1:])
+                        out = np.lib.format.open_memmap(
+                            tmp, mode="w+", dtype=_NUMPY_DTYPES[h.dtype], shape=shape)
+                        sidecar.update(shape=list(shape), dtype=str(h.dtype).split(".")[-1])
+                    out[start : start + len(rows)] = _to_numpy(h)
+                if out is None:
+                    raise ValueError(f"split {key.split} has no images to cache")
+                out.flush()
+                del out
+                atomic_write_text(path.with_suffix(".json"), json.dumps(sidecar, indent=1))
+                os.replace(tmp, path)
+        finally:
+            net.to(home).train(was_training)
+        self.computed.append(path)
+        log.info("feature cache: computed %s", path)
+        array = _read(path, key.rows)
+        assert array is not None
+        return array
+
+    def tensor_dtype(self, split: str, autocast: torch.dtype | None = None) -> torch.dtype:
+        """The torch dtype of the entry's rows (bfloat16 is stored as its raw 16 bits)."""
+        stored = self.features(split, autocast).dtype.type
+        return {np.float32: torch.float32, np.float16: torch.float16,
+                np.uint16: torch.bfloat16}[stored]
+
+
+@torch.no_grad()
+def _frozen_output(
+    net: ChestXrayNet, x: Tensor, depth: int, autocast: torch.dtype | None
+) -> Tensor:
+    context = (torch.autocast(x.device.type, dtype=autocast) if autocast is not None
+               else contextlib.nullcontext())
+    with context:
+        return net.backbone(net.preprocess(x), 0, depth).detach()
+
+
+def _to_numpy(h: Tensor) -> np.ndarray:
+    h = h.contiguous().cpu()
+    if h.dtype == torch.bfloat16:
+        return h.view(torch.int16).numpy().view(np.uint16)
+    return h.numpy()
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    return "none" if dtype is None else str(dtype).split(".")[-1]
+
+
+class FeatureRows(Dataset):
+    """Rows of a cached split as (features, label); fetched a batch at a time (``__getitems__``
+    reads one block of the memory map instead of one row per call)."""
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, positions: np.ndarray,
+                 dtype: torch.dtype):
+        self.features = features
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.positions = np.asarray(positions, dtype=np.int64)
+        self.dtype = dtype
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        x, y = self.__getitems__([i])
+        return x[0], int(y[0])
+
+    def __getitems__(self, items: list[int]) -> tuple[Tensor, Tensor]:
+        items = np.asarray(items, dtype=np.int64)
+        x = torch.from_numpy(np.ascontiguousarray(self.features[self.positions[items]]))
+        if self.dtype == torch.bfloat16:
+            x = x.view(torch.int16).view(torch.bfloat16)
+        return x, torch.from_numpy(self.labels[items])
+
+
+def _batch(batch: Any) -> Any:
+    """Collate of FeatureRows: ``__getitems__`` already returns the stacked batch."""
+    return batch
+
+
+class FeatureDataModule(pl.LightningDataModule):
+    """A ChestXrayDataModule whose loaders serve cached frozen features in place of images: the
+    same batches in the same order (the base loader's sampler, batch size and drop_last), with
+    ``stages[:depth]`` already applied. ``train_depth``/``eval_depth`` say what each loader
+    serves (0: images)."""
+
+    def __init__(self, base: ChestXrayDataModule, store: FeatureStore, *, train: bool,
+                 autocast: torch.dtype | None = None):
+        super().__init__()
+        self.base = base
+        self.bundle = base.bundle
+        self.store = store
+        self.autocast = autocast
+        self.train_depth = store.depth if train else 0
+        self.eval_depth = store.depth
+
+    @property
+    def classes(self) -> list[str]:
+        return self.base.classes
+
+    def train_dataloader(self) -> DataLoader:
+        loader = self.base.train_dataloader()
+        if not self.train_depth:
+            return loader
+        if getattr(loader.dataset, "transform", None) is not None or getattr(
+            loader.dataset, "two_views", False
+        ):
+            raise ValueError("training images are augmented: their features cannot be cached")
+        return self._swap(loader, "train", self.autocast)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._swap(self.base.val_dataloader(), "val", self.autocast)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._swap(self.base.test_dataloader(), "test", self.autocast)
+
+    def prediction_loader(self, split: str) -> DataLoader:
+        """Features of ``split`` for full-precision prediction outside the trainer."""
+        base = self.base.val_dataloader() if split == "val" else self.base.test_dataloader()
+        return self._swap(base, split, None)
+
+    def _swap(self, loader: DataLoader, split: str, autocast: torch.dtype | None) -> DataLoader:
+        split_rows = self.bundle.indices(split)
+        rows = np.asarray(loader.dataset.indices)
+        positions = np.searchsorted(split_rows, rows)
+        if len(rows) and (positions.max() >= len(split_rows)
+                          or not np.array_equal(split_rows[positions], rows)):
+            raise ValueError(f"the {split} loader serves rows outside the {split} split")
+        data = FeatureRows(self.store.features(split, autocast), self.bundle.labels[rows],
+                           positions, self.store.tensor_dtype(split, autocast))
+        # Rows come from one memory map, a batch per read: worker processes would only add
+        # start-up and copies.
+        return DataLoader(
+            data, batch_size=loader.batch_size, sampler=loader.sampler,
+            drop_last=loader.drop_last, num_workers=0, collate_fn=_batch,
+            # The loader draws its base seed from this generator too: the sampler's order
+            # then matches the image loader's, and the global RNG (dropout) is left alone.
+            generator=loader.generator,
+            pin_memory=torch.cuda.is_available() and self.store.device.type == "cuda",
+        )
+
+
+def worthwhile(net: ChestXrayNet, image_size: int) -> bool:
+    """True when the frozen prefix's output per image is no larger than the normalised input
+    (3 x S x S floats): reading a bigger map back costs more than the prefix saves."""
+    shape = feature_shape(net, image_size)
+    return int(np.prod(shape)) <= 3 * image_size * image_size
+
+
+def feature_shape(net: ChestXrayNet, image_size: int) -> tuple[int, ...]:
+    """(C, H, W) of the frozen prefix's output at ``image_size``, from one blank image."""
+    param = next(net.parameters())
+    x = torch.zeros(1, 1, image_size, image_size, dtype=torch.uint8, device=param.device)
+    was_training = net.training
+    try:
+        return tuple(_frozen_output(net.eval(), x, net.freeze_depth, None).shape[1:])
+    finally:
+        net.train(was_training)
+
+
+def with_feature_cache(
+    cfg: DictConfig,
+    net: ChestXrayNet,
+    data: ChestXrayDataModule,
+    *,
+    root: str | os.PathLike[str],
+    device: torch.device | str = "cpu",
+    autocast: torch.dtype | None = None,
+) -> ChestXrayDataModule | FeatureDataModule:
+    """``data`` with cached frozen features where ``trainer.feature_cache`` and the training
+    setup allow (see the module docstring), else ``data`` itself."""
+    policy = feature_policy(cfg)
+    if policy == "off" or net.freeze_depth < 1:
+        return data
+    if policy == "auto" and not worthwhile(net, int(data.bundle.image_size)):
+        return data
+    train = data.augmentation is None and not data.two_views
+    store = FeatureStore(root, net, data.bundle, device, backbone=str(cfg.backbone.name))
+    return FeatureDataModule(data, store, train=train, autocast=autocast)
+
+
+def input_depths(data: Any) -> tuple[int, int]:
+    """(train, eval) leading backbone stages a data module's batches have already been through."""
+    return int(getattr(data, "train_depth", 0)), int(getattr(data, "eval_depth", 0))
+
+
+def describe(data: Any) -> str:
+    """What a data module takes from the feature cache: off | eval | train+eval."""
+    train, evaluation = input_depths(data)
+    return "off" if not evaluation else "train+eval" if train else "eval"
+
+
+def prediction_loader(data: Any, split: str) -> tuple[DataLoader, int]:
+    """The loader of ``split`` for prediction, and the stages its batches have been through."""
+    if isinstance(data, FeatureDataModule):
+        return data.prediction_loader(split), data.eval_depth
+    return (data.val_dataloader() if split == "val" else data.test_dataloader()), 0

@@ -1,0 +1,185 @@
+"""Frozen-prefix feature cache: cached training = uncached, keys that miss on any change, and two
+processes sharing one entry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import PROJECT_ROOT, compose
+from pipeline.data import ChestXrayDataModule, load_data
+from pipeline.errors import ConfigError
+from pipeline.features import FeatureDataModule, FeatureStore, features_dir, with_feature_cache
+from pipeline.models import build_model
+from pipeline.tracking import tracking_uri
+from pipeline.training import run_training
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _entries(state_dir: Path) -> dict[str, float]:
+    return {p.name: p.stat().st_mtime_ns for p in features_dir(state_dir).rglob("*.npy")}
+
+
+@pytest.mark.parametrize(
+    ("depth", "augmentation", "use"), [(5, "none", "train+eval"), (3, "light", "eval")]
+)
+def test_cached_training_equals_uncached(tiny_overrides, state_dir, depth, augmentation, use):
+    common = tiny_overrides(f"backbone.freeze_depth={depth}", f"augmentation={augmentation}",
+                            "tracking.log_model=false", "evaluate_test=true")
+    plain = run_training(compose([*common, "trainer.feature_cache=false"]))
+    assert not _entries(state_dir)
+    cached_cfg = compose([*common, "trainer.feature_cache=true"])
+    cached = run_training(cached_cfg)
+    assert plain.state == cached.state == "COMPLETE", (plain.error, cached.error)
+    assert set(plain.metrics) == set(cached.metrics)
+    for name, value in plain.metrics.items():
+        assert cached.metrics[name] == pytest.approx(value, abs=1e-5, nan_ok=True), name
+    client = mlflow.MlflowClient(tracking_uri(cached_cfg))
+    assert client.get_run(plain.run_id).data.tags["feature_cache"] == "off"
+    assert client.get_run(cached.run_id).data.tags["feature_cache"] == use
+
+    entries = _entries(state_dir)
+    splits = {name.split("-")[0] for name in entries}
+    assert splits == ({"train", "val", "test"} if use == "train+eval" else {"val", "test"})
+    assert all(f"-d{depth}-s32-" in name for name in entries)
+    if use == "train+eval":  # a later trial reads the entries instead of computing them again
+        again = run_training(cached_cfg)
+        assert again.metrics == cached.metrics
+        assert _entries(state_dir) == entries
+
+
+def _net(cfg, classes: int, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(cfg, classes)
+
+
+def test_any_change_of_weights_data_size_or_depth_misses(tiny_overrides, state_dir):
+    root = features_dir(state_dir)
+    cfg = compose(tiny_overrides("backbone.freeze_depth=3"))
+    bundle = load_data(cfg)
+    classes = len(bundle.classes)
+
+    def computes(net, data=bundle) -> bool:
+        store = FeatureStore(root, net, data)
+        store.features("val")
+        return bool(store.computed)
+
+    net = _net(cfg, classes)
+    first = FeatureStore(root, net, bundle).features("val")
+    images = torch.from_numpy(np.asarray(bundle.images[bundle.indices("val")])).unsqueeze(1)
+    torch.testing.assert_close(torch.from_numpy(np.array(first)),
+                               net.eval().frozen_features(images))
+    assert not computes(_net(cfg, classes))  # the same weights rebuilt: a hit
+    with torch.no_grad():
+        net.backbone.stages[4][0][0].conv1.weight.add_(1.0)  # an unfrozen stage: still a hit
+    assert not computes(net)
+
+    assert computes(_net(cfg, classes, seed=1))  # other random weights
+    changed = _net(cfg, classes)
+    with torch.no_grad():
+        changed.backbone.stages[2][0][0].conv1.weight[0, 0, 0, 0] += 1e-3  # one frozen weight
+    assert computes(changed)
+    changed = _net(cfg, classes)
+    changed.backbone.stages[0][1].running_mean[0] += 1e-3  # a frozen BatchNorm statistic
+    assert computes(changed)
+    deeper = _net(cfg, classes)
+    deeper.set_freeze_depth(4)
+    assert computes(deeper)
+
+    other_data = load_data(compose(tiny_overrides("backbone.freeze_depth=3",
+                                                  "dataset.num_images=80")))
+    assert computes(_net(cfg, classes), other_data)
+    other_size = compose(tiny_overrides("backbone.freeze_depth=3", "dataset.image_size=40"))
+    assert computes(_net(other_size, classes), load_data(other_size))
+    assert len(list(root.rglob("*.npy"))) == 7
+    assert not list(root.rglob("*.tmp"))
+
+
+def test_auto_caches_where_it_pays_and_false_never(tiny_overrides, state_dir):
+    def plan(depth: int, policy: str):
+        cfg = compose(tiny_overrides(f"backbone.freeze_depth={depth}",
+                                     f"trainer.feature_cache={policy}"))
+        bundle = load_data(cfg)
+        data = ChestXrayDataModule.from_config(cfg, bundle)
+        return with_feature_cache(cfg, _net(cfg, len(bundle.classes)), data,
+                                  root=features_dir(state_dir))
+
+    # At 32 px the stem's output (64 x 8 x 8) outweighs the image (3 x 32 x 32): not cached.
+    assert not isinstance(plan(1, "auto"), FeatureDataModule)
+    assert isinstance(plan(1, "true"), FeatureDataModule)
+    cached = plan(3, "auto")
+    assert isinstance(cached, FeatureDataModule) and cached.train_depth == cached.eval_depth == 3
+    assert not isinstance(plan(3, "false"), FeatureDataModule)
+    assert not isinstance(plan(0, "true"), FeatureDataModule)
+    with pytest.raises(ConfigError, match="trainer.feature_cache"):
+        plan(3, "sometimes")
+
+
+WRITER = textwrap.dedent("""
+    import hashlib, json, sys, time
+    from pathlib import Path
+    import numpy as np, torch
+    torch.set_num_threads(1)
+    from pipeline.config import compose
+    from pipeline.data import load_data
+    from pipeline.features import FeatureStore
+    from pipeline.models import build_model
+
+    overrides, state, me = json.loads(sys.argv[1])
+    cfg = compose(overrides)
+    bundle = load_data(cfg)
+    torch.manual_seed(0)
+    net = build_model(cfg, len(bundle.classes))
+    results = {}
+    for lock in (True, False):
+        store = FeatureStore(Path(state) / f"shared-lock-{lock}", net, bundle, lock=lock)
+        Path(state, f"ready-{lock}-{me}").touch()
+        while not Path(state, f"ready-{lock}-{1 - me}").exists():  # ask at the same moment
+            time.sleep(0.005)
+        array = store.features("train")
+        digest = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+        results[str(lock)] = {"digest": digest, "computed": bool(store.computed)}
+    print(json.dumps(results))
+""")
+
+
+def test_two_processes_share_one_entry(tiny_overrides, state_dir):
+    overrides = tiny_overrides("backbone.freeze_depth=5")
+    cfg = compose(overrides)
+    bundle = load_data(cfg)  # the decoded data exists before the writers start
+    reference = FeatureStore(state_dir / "reference", _net(cfg, len(bundle.classes)), bundle)
+    expected = hashlib.sha256(np.ascontiguousarray(reference.features("train")).tobytes())
+
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, json.dumps([overrides, str(state_dir), i])],
+                         cwd=PROJECT_ROOT, text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+        for i in range(2)
+    ]
+    found = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-2000:]
+        found.append(json.loads(out.strip().splitlines()[-1]))
+    for lock in ("True", "False"):
+        # Both read the features of the one key, as computed in this process.
+        assert [r[lock]["digest"] for r in found] == [expected.hexdigest()] * 2, lock
+        root = state_dir / f"shared-lock-{lock}"
+        entries = list(root.rglob("*.npy"))
+        assert len(entries) == 1 and not list(root.rglob("*.tmp"))
+        array = np.load(entries[0], mmap_mode="r")
+        assert hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest() == (
+            expected.hexdigest())
+    # With the lock, one process computes and the other waits for it and reads; without one,
+    # both may compute and publish, and the last rename wins with identical bytes.
+    assert sorted(r["True"]["computed"] for r in found) == [False, True]
