@@ -8,6 +8,7 @@ MODEL ?= densenet121
 WORKERS ?= 1
 GPUS ?=
 RUN ?=
+IMAGES ?=
 ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 5000
@@ -69,6 +70,11 @@ select: install
 rerun: install
 	@test -n "$(RUN)" || { echo "usage: make rerun RUN=<mlflow run id> [ARGS='key=value ...']" >&2; exit 2; }
 	$(PY) -m pipeline.rerun $(RUN) $(ARGS)
+
+# IMAGES='a.png b.jpg' [ARGS='--model RUN_ID --cam out/']: one JSON line per image.
+predict: install
+	@test -n "$(IMAGES)" || { echo "usage: make predict IMAGES='a.png b.jpg' [ARGS='--model champion|RUN_ID --cam DIR']" >&2; exit 2; }
+	$(PY) -m pipeline.predict $(IMAGES) $(ARGS)
 
 describe: install
 	$(PY) -m pipeline.describe_data $(ARGS)

@@ -158,6 +158,8 @@ def start_run(
         "role": "train",
         "image_size": str(cfg.dataset.image_size),
         "seed": str(cfg.seed),
+        # CPU kernels split work by thread count: a re-run repeats the run exactly with as many.
+        "torch_threads": str(torch.get_num_threads()),
         **(tags or {}),
     }
     if parent_run_id:

@@ -155,3 +155,15 @@ def _insert_rows(client: MlflowClient, experiment_id: str, specs: Sequence[RunSp
         session.execute(insert(SqlLatestMetric), metrics)
         session.execute(insert(SqlMetric), metrics)
     return [spec.run_id for spec in specs]
+
+
+def trial_runs(cfg: DictConfig, study_name: str) -> list:
+    """The MLflow child runs of a study's trials (role=trial), in the configured experiment."""
+    client = MlflowClient(tracking_uri(cfg))
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        return []
+    return client.search_runs(
+        [exp.experiment_id], f"tags.study_name = '{study_name}' AND tags.role = 'trial'",
+        max_results=1000,
+    )

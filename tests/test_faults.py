@@ -22,6 +22,7 @@ from pipeline.config import PROJECT_ROOT, compose
 from pipeline.lit_module import ChestXrayModule
 from pipeline.study import finished_count, make_storage, open_study, run_study
 from pipeline.tracking import tracking_uri
+from tests.sweep_store import trial_runs
 
 STUDY = "synthetic-resnet18"
 
@@ -30,17 +31,6 @@ pytestmark = [
     # The tests ask and tell trials themselves, as another worker would.
     pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used"),
 ]
-
-
-def _trial_runs(cfg) -> list:
-    client = MlflowClient(tracking_uri(cfg))
-    exp = client.get_experiment_by_name(cfg.tracking.experiment)
-    if exp is None:
-        return []
-    return client.search_runs(
-        [exp.experiment_id], f"tags.study_name = '{STUDY}' AND tags.role = 'trial'",
-        max_results=1000,
-    )
 
 
 def _by_trial(runs: list) -> dict[int, object]:
@@ -71,7 +61,7 @@ def test_kill_9_mid_trial_loses_nothing_and_the_same_command_finishes(tiny_overr
             time.sleep(0.3)
             if "\ntrial 1 (" not in _tail(log):
                 continue
-            runs = _by_trial(_trial_runs(cfg))
+            runs = _by_trial(trial_runs(cfg, STUDY))
             if 0 in runs and runs[0].info.status == "FINISHED" and 1 in runs:
                 client = MlflowClient(tracking_uri(cfg))
                 if client.get_metric_history(runs[1].info.run_id, "val_auroc"):
@@ -108,7 +98,7 @@ def test_kill_9_mid_trial_loses_nothing_and_the_same_command_finishes(tiny_overr
     assert trials[2].params == trials[1].params
     assert trials[2].state == trials[3].state == TrialState.COMPLETE
 
-    runs = _by_trial(_trial_runs(cfg))
+    runs = _by_trial(trial_runs(cfg, STUDY))
     assert sorted(runs) == [0, 1, 2, 3]  # one MLflow run per trial
     killed = runs[1]
     assert killed.info.run_id == victim.info.run_id and killed.info.status == "KILLED"
@@ -148,7 +138,7 @@ def test_out_of_memory_and_cuda_errors_fail_one_trial_each_and_the_next_starts_c
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
     assert trials[0].user_attrs["error"].startswith("OutOfMemoryError: CUDA out of memory")
     assert trials[1].user_attrs["error"].startswith("RuntimeError: CUDA error: an illegal")
-    runs = _by_trial(_trial_runs(cfg))
+    runs = _by_trial(trial_runs(cfg, STUDY))
     for number, reason in ((0, "OutOfMemoryError: CUDA out of memory"),
                            (1, "RuntimeError: CUDA error: an illegal memory access")):
         assert runs[number].info.status == "FAILED"
@@ -187,7 +177,7 @@ def test_a_worker_starts_nothing_beyond_n_trials_while_another_runs_the_last(
     assert waits == [1.0]
     assert [t.number for t in open_study(cfg).trials] == [0]  # nothing asked beyond the budget
     assert summary["n_complete"] == 1 and summary["best_value"] == 0.5
-    assert _trial_runs(cfg) == []
+    assert trial_runs(cfg, STUDY) == []
 
 
 def test_a_retried_retry_counts_once(tiny_overrides):

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from pipeline.config import PROJECT_ROOT, compose
 from pipeline.study import open_study, run_study
 from pipeline.tracking import tracking_uri
+from tests.sweep_store import trial_runs
 
 TINY_SWEEP = ("tracking.log_model=false", "sweep.sampler=random")
 
@@ -32,17 +33,6 @@ def sweep(tiny_overrides):
         return compose(overrides), overrides
 
     return make
-
-
-def _children(cfg, study_name: str) -> list:
-    client = MlflowClient(tracking_uri(cfg))
-    exp = client.get_experiment_by_name(cfg.tracking.experiment)
-    if exp is None:
-        return []
-    return client.search_runs(
-        [exp.experiment_id], f"tags.study_name = '{study_name}' AND tags.role = 'trial'",
-        max_results=1000,
-    )
 
 
 def test_a_study_matches_its_mlflow_children_and_resumes_to_the_total(sweep):
@@ -74,7 +64,7 @@ def test_a_study_matches_its_mlflow_children_and_resumes_to_the_total(sweep):
     assert sorted(numbers) == list(range(5))
     assert second["parent_run_id"] != first["parent_run_id"]
 
-    children = _children(cfg, "synthetic-resnet18")
+    children = trial_runs(cfg, "synthetic-resnet18")
     assert len(children) == 5  # exactly one MLflow run per trial
     by_number = {int(r.data.tags["optuna_trial"]): r for r in children}
     assert sorted(by_number) == numbers
@@ -106,7 +96,7 @@ def test_a_failing_trial_is_fail_and_the_sweep_goes_on(sweep):
     assert summary["n_fail"] == 1 and summary["n_complete"] == 1
     trials = open_study(cfg).trials
     assert trials[0].state == TrialState.FAIL and trials[1].state == TrialState.COMPLETE
-    failed = next(r for r in _children(cfg, summary["study_name"])
+    failed = next(r for r in trial_runs(cfg, summary["study_name"])
                   if r.data.tags["optuna_trial"] == "0")
     assert failed.info.status == "FAILED" and "loss became" in failed.data.tags["error"]
 
@@ -124,7 +114,7 @@ def test_hopeless_trials_are_pruned(sweep):
                              "backbone.freeze_depth": 5})
     summary = run_study(cfg, overrides, echo=False)
     assert summary["n_pruned"] >= 1
-    pruned = [r for r in _children(cfg, summary["study_name"]) if r.data.tags["state"] == "PRUNED"]
+    pruned = [r for r in trial_runs(cfg, summary["study_name"]) if r.data.tags["state"] == "PRUNED"]
     assert pruned and all(r.info.status == "KILLED" for r in pruned)
     client = MlflowClient(tracking_uri(cfg))
     trials = {t.number: t for t in open_study(cfg).trials}
@@ -144,7 +134,7 @@ def test_ctrl_c_ends_the_trial_cleanly_and_a_resume_finishes(sweep, tiny_overrid
     cfg = compose(overrides)
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until trial 0 has logged an epoch
-        children = _children(cfg, "synthetic-resnet18") if (
+        children = trial_runs(cfg, "synthetic-resnet18") if (
             os.path.exists(cfg.state_dir + "/mlflow.db")) else []
         client = MlflowClient(tracking_uri(cfg))
         if children and client.get_metric_history(children[0].info.run_id, "val_auroc"):
@@ -155,7 +145,7 @@ def test_ctrl_c_ends_the_trial_cleanly_and_a_resume_finishes(sweep, tiny_overrid
     assert proc.returncode == 130, out[-2000:]
     trial = open_study(cfg).trials[0]
     assert trial.state == TrialState.FAIL
-    run = _children(cfg, "synthetic-resnet18")[0]
+    run = trial_runs(cfg, "synthetic-resnet18")[0]
     assert run.info.status == "KILLED"
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.info.status == "KILLED"
@@ -163,7 +153,7 @@ def test_ctrl_c_ends_the_trial_cleanly_and_a_resume_finishes(sweep, tiny_overrid
     cfg, overrides = sweep("sweep.n_trials=2", "sweep.pruner=none")
     summary = run_study(cfg, overrides, echo=False)
     assert summary["n_complete"] == 2 and summary["n_fail"] == 1
-    assert len(_children(cfg, "synthetic-resnet18")) == 3
+    assert len(trial_runs(cfg, "synthetic-resnet18")) == 3
 
 
 def test_sweep_command_prints_progress_and_a_json_last_line(tiny_overrides):
