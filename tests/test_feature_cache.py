@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import mlflow
@@ -183,3 +185,66 @@ def test_two_processes_share_one_entry(tiny_overrides, state_dir):
     # With the lock, one process computes and the other waits for it and reads; without one,
     # both may compute and publish, and the last rename wins with identical bytes.
     assert sorted(r["True"]["computed"] for r in found) == [False, True]
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    import torch
+    torch.set_num_threads(1)
+    import pipeline.features as features
+    from pipeline.config import compose
+    from pipeline.data import load_data
+    from pipeline.models import build_model
+
+    overrides, root, started = json.loads(sys.argv[1])
+    cfg = compose(overrides)
+    bundle = load_data(cfg)
+    torch.manual_seed(0)
+    net = build_model(cfg, len(bundle.classes))
+    original = features._frozen_output
+
+    def first_batch_then_hang(*args):
+        out = original(*args)
+        Path(started).touch()  # its rows are about to go into the temp file
+        time.sleep(600)
+        return out
+
+    features._frozen_output = first_batch_then_hang
+    features.FeatureStore(root, net, bundle, batch_size=8).features("train")
+""")
+
+
+def test_a_writer_killed_mid_entry_leaves_nothing_that_is_read(tiny_overrides, state_dir):
+    overrides = tiny_overrides("backbone.freeze_depth=3")
+    cfg = compose(overrides)
+    bundle = load_data(cfg)
+    root, started = state_dir / "features", state_dir / "started"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, json.dumps([overrides, str(root), str(started)])],
+        cwd=PROJECT_ROOT, text=True, stderr=subprocess.PIPE)
+    try:
+        for _ in range(2400):
+            if started.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert started.exists(), proc.stderr.read()[-2000:] if proc.poll() is not None else ""
+        proc.send_signal(signal.SIGKILL)  # mid-entry, holding the entry's lock
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert list(root.rglob("*.tmp")) and not list(root.rglob("*.npy"))  # half an entry, unpublished
+
+    net = _net(cfg, len(bundle.classes))
+    store = FeatureStore(root, net, bundle)
+    images = torch.from_numpy(np.asarray(bundle.images[bundle.indices("train")])).unsqueeze(1)
+    expected = net.eval().frozen_features(images)
+    torch.testing.assert_close(torch.from_numpy(np.array(store.features("train"))), expected)
+    assert store.computed  # computed afresh: the killed writer's lock went with it
+
+    (entry,) = root.rglob("*.npy")  # a published entry torn afterwards (a disk error, a copy)
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    again = FeatureStore(root, net, bundle)
+    torch.testing.assert_close(torch.from_numpy(np.array(again.features("train"))), expected)
+    assert again.computed
