@@ -127,21 +127,27 @@ def test_auto_caches_where_it_pays_and_false_never(tiny_overrides, state_dir):
         plan(3, "sometimes")
 
 
-WRITER = textwrap.dedent("""
+# A child process's start: the tiny data and the seed-0 network of the overrides in argv[1].
+CHILD = textwrap.dedent("""
     import hashlib, json, sys, time
     from pathlib import Path
     import numpy as np, torch
     torch.set_num_threads(1)
+    import pipeline.features as features
     from pipeline.config import compose
     from pipeline.data import load_data
     from pipeline.features import FeatureStore
     from pipeline.models import build_model
 
-    overrides, state, me = json.loads(sys.argv[1])
+    overrides, *args = json.loads(sys.argv[1])
     cfg = compose(overrides)
     bundle = load_data(cfg)
     torch.manual_seed(0)
     net = build_model(cfg, len(bundle.classes))
+""")
+
+WRITER = CHILD + textwrap.dedent("""
+    state, me = args
     results = {}
     for lock in (True, False):
         store = FeatureStore(Path(state) / f"shared-lock-{lock}", net, bundle, lock=lock)
@@ -187,25 +193,12 @@ def test_two_processes_share_one_entry(tiny_overrides, state_dir):
     assert sorted(r["True"]["computed"] for r in found) == [False, True]
 
 
-KILLED_WRITER = textwrap.dedent("""
-    import json, sys, time
-    from pathlib import Path
-    import torch
-    torch.set_num_threads(1)
-    import pipeline.features as features
-    from pipeline.config import compose
-    from pipeline.data import load_data
-    from pipeline.models import build_model
-
-    overrides, root, started = json.loads(sys.argv[1])
-    cfg = compose(overrides)
-    bundle = load_data(cfg)
-    torch.manual_seed(0)
-    net = build_model(cfg, len(bundle.classes))
+KILLED_WRITER = CHILD + textwrap.dedent("""
+    root, started = args
     original = features._frozen_output
 
-    def first_batch_then_hang(*args):
-        out = original(*args)
+    def first_batch_then_hang(*call):
+        out = original(*call)
         Path(started).touch()  # its rows are about to go into the temp file
         time.sleep(600)
         return out
