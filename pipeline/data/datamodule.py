@@ -6,6 +6,7 @@ the model on the device, so a loader moves a quarter of the bytes and CPU worker
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning.pytorch as pl
@@ -81,6 +82,24 @@ class ImageRows(Dataset):
             self.images = np.load(filename, mmap_mode="r")
 
 
+def loader_workers(value: int | str, augmented: bool) -> int:
+    """``dataset.num_workers``: a number, or ``auto`` for what suits this machine. Images are
+    decoded once into memory, so a loader only slices arrays, and augments training images: on a
+    CPU-only machine worker processes would take cores from training (0); with a GPU they
+    augment while it trains (up to 4, one core left for the main process)."""
+    if str(value).lower() == "auto":
+        if not (augmented and torch.cuda.is_available()):
+            return 0
+        return min(4, max(1, (os.cpu_count() or 1) - 1))
+    try:
+        workers = int(value)
+    except (TypeError, ValueError):
+        workers = -1
+    if workers < 0:
+        raise ConfigError(f"dataset.num_workers={value!r}: use auto or a number >= 0")
+    return workers
+
+
 class ChestXrayDataModule(pl.LightningDataModule):
     """train: seeded shuffle (or weighted sampling) with per-sample augmentation; val/test: in
     order, never augmented. ``two_views`` gives two independently augmented views of each training
@@ -90,7 +109,7 @@ class ChestXrayDataModule(pl.LightningDataModule):
         self,
         bundle: DataBundle,
         batch_size: int,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         augmentation: DictConfig | dict | v2.Transform | None = None,
         sampler: str = "none",
         two_views: bool = False,
@@ -103,7 +122,6 @@ class ChestXrayDataModule(pl.LightningDataModule):
             raise ConfigError(f"dataset.batch_size={batch_size} must be at least 1")
         self.bundle = bundle
         self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
         self.sampler = sampler
         self.two_views = two_views
         self.seed = int(seed)
@@ -111,6 +129,10 @@ class ChestXrayDataModule(pl.LightningDataModule):
             self.augmentation = augmentation
         else:
             self.augmentation = build_augmentation(augmentation)
+        self.num_workers = loader_workers(num_workers, augmented=self.augmentation is not None)
+        # Validation and test rows are slices of memory, never augmented: workers under auto
+        # would only add start-up.
+        self.eval_workers = 0 if str(num_workers).lower() == "auto" else self.num_workers
 
     @classmethod
     def from_config(
@@ -122,7 +144,7 @@ class ChestXrayDataModule(pl.LightningDataModule):
         return cls(
             bundle,
             batch_size=ds.batch_size,
-            num_workers=ds.get("num_workers", 0),
+            num_workers=ds.num_workers,
             augmentation=cfg.get("augmentation"),
             sampler=ds.get("sampler", "none"),
             two_views=two_views,
@@ -163,14 +185,15 @@ class ChestXrayDataModule(pl.LightningDataModule):
 
     def _ordered(self, split: str) -> DataLoader:
         data = ImageRows(self.bundle.images, self.bundle.labels, self.bundle.indices(split))
-        return self._loader(data, shuffle=False)
+        return self._loader(data, workers=self.eval_workers, shuffle=False)
 
-    def _loader(self, data: ImageRows, **kwargs: Any) -> DataLoader:
+    def _loader(self, data: ImageRows, workers: int | None = None, **kwargs: Any) -> DataLoader:
+        workers = self.num_workers if workers is None else workers
         return DataLoader(
             data,
             batch_size=self.batch_size,
-            num_workers=self.num_workers,
+            num_workers=workers,
             pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=workers > 0,
             **kwargs,
         )

@@ -11,7 +11,7 @@ import torch
 
 from pipeline.config import compose
 from pipeline.data import ChestXrayDataModule, DataBundle, build_augmentation, load_data
-from pipeline.data.datamodule import ImageRows
+from pipeline.data.datamodule import ImageRows, loader_workers
 from pipeline.errors import ConfigError
 
 SIZE = 24
@@ -111,6 +111,23 @@ def test_loader_settings_follow_the_machine() -> None:
     assert loader.persistent_workers and loader.num_workers == 1
     assert loader.pin_memory == torch.cuda.is_available()
     assert not ChestXrayDataModule(make_bundle(), 8).val_dataloader().persistent_workers
+
+
+def test_auto_workers_take_no_cores_from_cpu_training(monkeypatch) -> None:
+    preset = compose(["augmentation=light"]).augmentation
+    auto = ChestXrayDataModule(make_bundle(), 8, num_workers="auto", augmentation=preset)
+    assert auto.train_dataloader().num_workers == 0 or torch.cuda.is_available()
+    assert auto.val_dataloader().num_workers == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert loader_workers("auto", augmented=True) == 4  # a GPU trains while workers augment
+    assert loader_workers("auto", augmented=False) == 0  # nothing to do in a worker
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert loader_workers("auto", augmented=True) == 1
+    assert loader_workers(3, augmented=False) == 3
+    for bad in ("many", -1):
+        with pytest.raises(ConfigError, match="dataset.num_workers"):
+            loader_workers(bad, augmented=True)
 
 
 def test_worker_gets_the_cache_file_not_a_copy(make_cfg) -> None:
