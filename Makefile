@@ -34,8 +34,10 @@ test: install
 	@$(PY) -m pytest -q $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+# Native input sizes and the 5,000-run store written through MlflowClient (about 2 minutes).
 test-slow: install
-	$(PY) -m pytest -q -m slow $(ARGS)
+	@$(PY) -m pytest -q -m slow $(ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-slow: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: install
 	$(VENV)/bin/ruff check pipeline tests
