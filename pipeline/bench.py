@@ -51,102 +51,77 @@ TARGETS = {"pipeline_vs_bare": (">=", 0.95), "decode_cache_speedup": (">=", 10.0
 
 @dataclass(frozen=True)
 class Profile:
-    """Sizes of one benchmark run."""
+    """Sizes of one benchmark run; the defaults are the protocol's counts (10-trial feature sweep,
+    12-trial pruning study, RSS after trials 2 and 20)."""
 
     name: str
-    # torch threads (None: torch's default). Two OpenMP threads on a 2-core machine that other
-    # processes share spin-wait each other into 3-4x slower epochs; one thread keeps quick
-    # figures stable there.
-    threads: int | None
-    log_model: bool
     # pipeline vs bare loop
     bare_overrides: tuple[str, ...]
     bare_epochs: int  # per run; the first is warm-up
-    bare_rounds: int  # pipeline runs; all but the first alternate epochs with the bare loop
     # decode cache
-    decode_size: int
     decode_repeats: int  # decode epochs (cache epochs: 3x as many)
-    decode_limit: int | None  # training images per epoch (None: all)
-    # feature cache sweep
+    # feature cache sweep, pruning study (default search space), resident memory over one sweep
     feature_overrides: tuple[str, ...]
-    feature_trials: int
-    # pruning study (default search space)
     prune_overrides: tuple[str, ...]
-    prune_trials: int
-    # resident memory over one sweep
     rss_overrides: tuple[str, ...]
-    rss_early: int
-    rss_trials: int
+    # torch threads (None: torch's default). Two OpenMP threads on a 2-core machine that other
+    # processes share spin-wait each other into 3-4x slower epochs; one thread keeps quick
+    # figures stable there.
+    threads: int | None = None
+    log_model: bool = False
+    bare_rounds: int = 3  # pipeline runs; all but the first alternate epochs with the bare loop
+    decode_size: int = 224
+    decode_limit: int | None = None  # training images per epoch (None: all)
+    feature_trials: int = 10
+    prune_trials: int = 12
+    rss_early: int = 2
+    rss_trials: int = 20
     learning_rates: tuple[float, float] = (1e-4, 3e-2)
+
+
+def _data(backbone: str, size: int, images: int, *more: str) -> tuple[str, ...]:
+    return (f"backbone={backbone}", f"dataset.image_size={size}", f"dataset.num_images={images}",
+            *more)
 
 
 QUICK = Profile(
     name="quick",
     threads=1,
-    log_model=False,
-    bare_overrides=("backbone=resnet18", "dataset.image_size=64", "dataset.num_images=400",
-                    "dataset.batch_size=32"),
+    bare_overrides=_data("resnet18", 64, 400, "dataset.batch_size=32"),
     bare_epochs=5,
-    bare_rounds=3,
-    decode_size=224,
     decode_repeats=2,
-    decode_limit=None,
-    feature_overrides=("backbone=densenet121", "dataset.image_size=64",
-                       "dataset.num_images=320", "dataset.batch_size=32",
-                       "trainer.max_epochs=10"),
-    feature_trials=10,
-    prune_overrides=("backbone=resnet18", "dataset.image_size=32", "dataset.num_images=240"),
-    prune_trials=12,
-    rss_overrides=("backbone=resnet18", "dataset.image_size=32", "dataset.num_images=120",
-                   "trainer.max_epochs=2"),
-    rss_early=2,
-    rss_trials=20,
+    feature_overrides=_data("densenet121", 64, 320, "dataset.batch_size=32",
+                            "trainer.max_epochs=10"),
+    prune_overrides=_data("resnet18", 32, 240),
+    rss_overrides=_data("resnet18", 32, 120, "trainer.max_epochs=2"),
 )
 
 FULL = Profile(
     name="full",
-    threads=None,
     log_model=True,
-    bare_overrides=("backbone=densenet121", "dataset.image_size=224", "dataset.num_images=600",
-                    "dataset.batch_size=32"),
+    bare_overrides=_data("densenet121", 224, 600, "dataset.batch_size=32"),
     bare_epochs=3,
-    bare_rounds=3,
-    decode_size=224,
     decode_repeats=3,
-    decode_limit=None,
-    feature_overrides=("backbone=densenet121", "dataset.image_size=224",
-                       "dataset.num_images=600", "dataset.batch_size=32",
-                       "trainer.max_epochs=10"),
-    feature_trials=10,
-    prune_overrides=("backbone=densenet121", "dataset.image_size=224",
-                     "dataset.num_images=600"),
-    prune_trials=12,
-    rss_overrides=("backbone=densenet121", "dataset.image_size=224", "dataset.num_images=600",
-                   "trainer.max_epochs=2"),
-    rss_early=2,
-    rss_trials=20,
+    feature_overrides=_data("densenet121", 224, 600, "dataset.batch_size=32",
+                            "trainer.max_epochs=10"),
+    prune_overrides=_data("densenet121", 224, 600),
+    rss_overrides=_data("densenet121", 224, 600, "trainer.max_epochs=2"),
 )
 
 # A seconds-long run of every part, for the test suite (figures meaningless).
 SMOKE = Profile(
     name="smoke",
-    threads=None,
-    log_model=False,
-    bare_overrides=("backbone=resnet18", "dataset.image_size=32", "dataset.num_images=60",
-                    "dataset.batch_size=16"),
+    bare_overrides=_data("resnet18", 32, 60, "dataset.batch_size=16"),
     bare_epochs=2,
     bare_rounds=2,
     decode_size=64,
     decode_repeats=1,
     decode_limit=6,
-    feature_overrides=("backbone=resnet18", "dataset.image_size=32", "dataset.num_images=60",
-                       "dataset.batch_size=16", "trainer.max_epochs=1"),
+    feature_overrides=_data("resnet18", 32, 60, "dataset.batch_size=16", "trainer.max_epochs=1"),
     feature_trials=2,
-    prune_overrides=("backbone=resnet18", "dataset.image_size=32", "dataset.num_images=60",
-                     "trainer.max_epochs=2"),
+    prune_overrides=_data("resnet18", 32, 60, "trainer.max_epochs=2"),
     prune_trials=2,
-    rss_overrides=("backbone=resnet18", "dataset.image_size=32", "dataset.num_images=60",
-                   "trainer.max_epochs=1"),
+    rss_overrides=_data("resnet18", 32, 60, "trainer.max_epochs=1"),
     rss_early=1,
     rss_trials=2,
 )

@@ -34,7 +34,6 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from pipeline.data.atomic import atomic_write_text, temp_beside
+from pipeline.data.atomic import atomic_write_text, file_lock, temp_beside
 from pipeline.data.bundle import DataBundle
 from pipeline.data.datamodule import ChestXrayDataModule
 from pipeline.errors import ConfigError
@@ -113,28 +112,6 @@ class FeatureKey:
         return Path(root) / self.backbone / name
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive flock on ``<path>.lock`` while one process computes an entry (best effort:
-    where flock is missing the atomic rename alone keeps readers safe)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+b") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        except OSError:  # pragma: no cover - a file system without locks
-            yield
-            return
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _read(path: Path, rows: int) -> np.ndarray | None:
     """The published entry, memory-mapped; None when missing or unusable (rebuilt then)."""
     if not path.is_file():
@@ -190,7 +167,9 @@ class FeatureStore:
         path = key.path(self.root)
         array = _read(path, key.rows)
         if array is None:
-            with _locked(path) if self.lock else contextlib.nullcontext():
+            lock = file_lock(path.with_name(path.name + ".lock")) if self.lock else (
+                contextlib.nullcontext())
+            with lock:
                 array = _read(path, key.rows)  # another process may have computed it meanwhile
                 if array is None:
                     array = self._compute(key, path, autocast)
@@ -391,19 +370,6 @@ def with_feature_cache(
     return FeatureDataModule(data, store, train=train, autocast=autocast)
 
 
-def input_depths(data: Any) -> tuple[int, int]:
-    """(train, eval) leading backbone stages a data module's batches have already been through."""
-    return int(getattr(data, "train_depth", 0)), int(getattr(data, "eval_depth", 0))
-
-
-def describe(data: Any) -> str:
+def describe(data: ChestXrayDataModule | FeatureDataModule) -> str:
     """What a data module takes from the feature cache: off | eval | train+eval."""
-    train, evaluation = input_depths(data)
-    return "off" if not evaluation else "train+eval" if train else "eval"
-
-
-def prediction_loader(data: Any, split: str) -> tuple[DataLoader, int]:
-    """The loader of ``split`` for prediction, and the stages its batches have been through."""
-    if isinstance(data, FeatureDataModule):
-        return data.prediction_loader(split), data.eval_depth
-    return (data.val_dataloader() if split == "val" else data.test_dataloader()), 0
+    return "off" if not data.eval_depth else "train+eval" if data.train_depth else "eval"

@@ -16,8 +16,8 @@ import socket
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline import tracking
 from pipeline.config import compose, state_dir
 from pipeline.data import load_data
+from pipeline.data.atomic import file_lock
 from pipeline.errors import ConfigError
 from pipeline.search_space import SearchSpace, load_space, overrides_of
 from pipeline.training import Interrupted, run_training
@@ -178,19 +179,11 @@ def fail_stale_trials(study: optuna.Study) -> bool:
     return bool(before - set(progress(study)[1]))
 
 
-@contextmanager
-def setup_lock(cfg: DictConfig) -> Iterator[None]:
+def setup_lock(cfg: DictConfig) -> AbstractContextManager[None]:
     """Workers started together on one machine set up one at a time: creating the tables of a
     fresh SQLite store is not safe to race (in Optuna or MLflow), and the first worker's decode
     cache serves the others instead of each decoding the same images."""
-    import fcntl
-
-    with open(state_dir(cfg) / ".setup.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(state_dir(cfg) / ".setup.lock")
 
 
 # ---- MLflow bookkeeping --------------------------------------------------------------------

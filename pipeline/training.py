@@ -34,8 +34,8 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import tracking
 from pipeline.config import one_line, state_dir, to_yaml
 from pipeline.data import ChestXrayDataModule, DataBundle, load_data
+from pipeline.features import FeatureDataModule, features_dir, with_feature_cache
 from pipeline.features import describe as describe_feature_use
-from pipeline.features import features_dir, input_depths, prediction_loader, with_feature_cache
 from pipeline.lit_module import ChestXrayModule
 from pipeline.metrics import score
 from pipeline.models import ChestXrayNet, build_model
@@ -420,14 +420,13 @@ def _fit_and_record(
 
     module = ChestXrayModule(cfg, net, num_classes, positive_index, class_weights, "classify")
     data = ChestXrayDataModule.from_config(cfg, bundle, two_views=two_views)
-    # Contrastively pre-trained weights are this run's own: their features go in its workdir.
-    cache_root = workdir / "features" if supcon and cfg.loss.mode == "two_stage" else (
-        features_dir(state_dir(cfg)))
+    # Keyed by the frozen weights' content, so contrastively pre-trained networks share it too.
     data = with_feature_cache(
-        cfg, net, data, root=cache_root, device="cuda" if uses_gpu(cfg) else "cpu",
+        cfg, net, data, root=features_dir(state_dir(cfg)),
+        device="cuda" if uses_gpu(cfg) else "cpu",
         autocast=autocast_dtype(resolve_precision(cfg)),
     )
-    module.train_input_depth, module.eval_input_depth = input_depths(data)
+    module.train_input_depth, module.eval_input_depth = data.train_depth, data.eval_depth
     mlflow_client.set_tag(run_id, "feature_cache", describe_feature_use(data))
     mode = monitor_mode(cfg)
     monitor = str(cfg.trainer.monitor)
@@ -491,12 +490,13 @@ def _best_epoch(values: list[float], mode: str) -> int:
 
 @torch.no_grad()
 def predict_split(
-    net: ChestXrayNet, data: ChestXrayDataModule, split: str, device: torch.device
+    net: ChestXrayNet, data: ChestXrayDataModule | FeatureDataModule, split: str,
+    device: torch.device,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities and targets of one split, in order (no augmentation); from cached
     frozen features where ``data`` serves them."""
     net = net.to(device).eval()
-    loader, start = prediction_loader(data, split)
+    loader, start = data.prediction_loader(split), data.eval_depth
     probs, targets = [], []
     for x, y in loader:
         x = x.to(device)
