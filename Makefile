@@ -41,6 +41,7 @@ test-slow: install
 
 lint: install
 	$(VENV)/bin/ruff check pipeline tests
+	$(VENV)/bin/lint-imports --no-cache
 
 # WORKERS=n: n workers on the one study, each in its own process group so that Ctrl-C reaches each
 # exactly once (forwarded by this shell), which ends its trial cleanly. GPUS=0,1,..: one worker per

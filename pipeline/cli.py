@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.config.errors import PipelineError
 
 
 def print_json_line(obj: dict[str, Any]) -> None:

@@ -18,11 +18,11 @@ import numpy as np
 
 from pipeline.cli import print_json_line, run
 from pipeline.config import compose
+from pipeline.config.errors import ConfigError
 from pipeline.data import decode_image
-from pipeline.errors import ConfigError
-from pipeline.gradcam import grad_cam, rebuild_net, save_overlay
-from pipeline.logged_runs import logged_config, open_store
-from pipeline.prediction import cam_path, predict_files, resolve_model, split_overrides
+from pipeline.inference.gradcam import grad_cam, rebuild_net, save_overlay
+from pipeline.inference.prediction import cam_path, predict_files, resolve_model, split_overrides
+from pipeline.tracking.logged import logged_config, open_store
 
 CAM_DISPLAY_SIZE = 256  # overlays are drawn at least this large
 

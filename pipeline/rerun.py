@@ -13,9 +13,9 @@ import sys
 
 from pipeline.cli import print_json_line, run
 from pipeline.config import compose
-from pipeline.errors import ConfigError
-from pipeline.reproduce import format_rows, rerun
-from pipeline.training import graceful_interrupts
+from pipeline.config.errors import ConfigError
+from pipeline.selection.rerun import format_rows, rerun
+from pipeline.training.signals import graceful_interrupts
 
 USAGE = "usage: python -m pipeline.rerun RUN_ID [key=value ...]"
 

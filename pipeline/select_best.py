@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 
-from pipeline.champion import select_champion
 from pipeline.cli import print_json_line, run
 from pipeline.config import compose
+from pipeline.selection.champion import select_champion
 
 
 def main(argv: list[str]) -> int:

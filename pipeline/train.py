@@ -10,7 +10,8 @@ import sys
 
 from pipeline.cli import print_json_line, run
 from pipeline.config import compose
-from pipeline.training import graceful_interrupts, run_training
+from pipeline.tracking.training_run import run_training
+from pipeline.training.signals import graceful_interrupts
 
 
 def main(argv: list[str]) -> int:

@@ -21,8 +21,8 @@ from mlflow.entities import Metric
 from omegaconf import DictConfig
 
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.tracking import experiment_id, tracking_uri
-from pipeline.training import run_training
+from pipeline.tracking.store import experiment_id, tracking_uri
+from pipeline.tracking.training_run import run_training
 from tests.conftest import TINY
 
 BACKBONES = ("resnet18", "mobilenet_v2")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import CONF_DIR, compose
-from pipeline.errors import ConfigError
+from pipeline.config.errors import ConfigError
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
 

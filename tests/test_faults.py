@@ -17,11 +17,13 @@ import torch
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-import pipeline.study as study_module
+import pipeline.sweep.loop as study_module
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.lit_module import ChestXrayModule
-from pipeline.study import finished_count, make_storage, open_study, run_study
-from pipeline.tracking import tracking_uri
+from pipeline.sweep.budget import finished_count
+from pipeline.sweep.loop import run_study
+from pipeline.sweep.storage import make_storage, open_study
+from pipeline.tracking.store import tracking_uri
+from pipeline.training.module import ChestXrayModule
 from tests.sweep_store import trial_runs
 
 STUDY = "synthetic-resnet18"

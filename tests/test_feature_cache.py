@@ -18,12 +18,13 @@ import pytest
 import torch
 
 from pipeline.config import PROJECT_ROOT, compose
+from pipeline.config.errors import ConfigError
 from pipeline.data import ChestXrayDataModule, load_data
-from pipeline.errors import ConfigError
-from pipeline.features import FeatureDataModule, FeatureStore, features_dir, with_feature_cache
 from pipeline.models import build_model
-from pipeline.tracking import tracking_uri
-from pipeline.training import run_training
+from pipeline.tracking.store import tracking_uri
+from pipeline.tracking.training_run import run_training
+from pipeline.training.features.inputs import inputs_for
+from pipeline.training.features.store import FeatureStore, features_dir
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -113,16 +114,15 @@ def test_auto_caches_where_it_pays_and_false_never(tiny_overrides, state_dir):
                                      f"trainer.feature_cache={policy}"))
         bundle = load_data(cfg)
         data = ChestXrayDataModule.from_config(cfg, bundle)
-        return with_feature_cache(cfg, _net(cfg, len(bundle.classes)), data,
-                                  root=features_dir(state_dir))
+        return inputs_for(cfg, _net(cfg, len(bundle.classes)), data,
+                          root=features_dir(state_dir)).describe()
 
     # At 32 px the stem's output (64 x 8 x 8) outweighs the image (3 x 32 x 32): not cached.
-    assert not isinstance(plan(1, "auto"), FeatureDataModule)
-    assert isinstance(plan(1, "true"), FeatureDataModule)
-    cached = plan(3, "auto")
-    assert isinstance(cached, FeatureDataModule) and cached.train_depth == cached.eval_depth == 3
-    assert not isinstance(plan(3, "false"), FeatureDataModule)
-    assert not isinstance(plan(0, "true"), FeatureDataModule)
+    assert plan(1, "auto") == "off"
+    assert plan(1, "true") == "train+eval"
+    assert plan(3, "auto") == "train+eval"
+    assert plan(3, "false") == "off"
+    assert plan(0, "true") == "off"
     with pytest.raises(ConfigError, match="trainer.feature_cache"):
         plan(3, "sometimes")
 
@@ -133,10 +133,10 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     import numpy as np, torch
     torch.set_num_threads(1)
-    import pipeline.features as features
+    import pipeline.training.features.store as features
     from pipeline.config import compose
     from pipeline.data import load_data
-    from pipeline.features import FeatureStore
+    from pipeline.training.features.store import FeatureStore
     from pipeline.models import build_model
 
     overrides, *args = json.loads(sys.argv[1])

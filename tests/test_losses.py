@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.losses import SupConLoss
+from pipeline.models.losses import SupConLoss
 
 
 def views(*samples: list[list[float]]) -> torch.Tensor:

@@ -12,14 +12,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pipeline.config import compose
+from pipeline.config.errors import PipelineError
 from pipeline.data import decode_image, load_data
-from pipeline.errors import PipelineError
-from pipeline.gradcam import grad_cam, rebuild_net
-from pipeline.logged_runs import load_model, logged_config, model_uri
+from pipeline.inference.gradcam import grad_cam, rebuild_net
+from pipeline.inference.prediction import split_overrides
 from pipeline.models import build_model
 from pipeline.predict import main
-from pipeline.prediction import split_overrides
-from pipeline.registry import register_champion
+from pipeline.tracking.logged import logged_config
+from pipeline.tracking.models import load_model, model_uri
+from pipeline.tracking.registry import register_champion
 from tests.sweep_store import run_module, sweep_store
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

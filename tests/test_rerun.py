@@ -11,11 +11,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from pipeline.config import compose
+from pipeline.config.errors import ConfigError, DataError, PipelineError
 from pipeline.data import load_data
-from pipeline.errors import ConfigError, DataError, PipelineError
-from pipeline.logged_runs import apply_overrides
-from pipeline.reproduce import check_data, compare_metrics, data_differences
 from pipeline.rerun import main
+from pipeline.selection.rerun import check_data, compare_metrics, data_differences
+from pipeline.tracking.logged import apply_overrides
 from tests.sweep_store import run_module, sweep_store
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

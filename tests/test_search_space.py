@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from pipeline.config import compose
-from pipeline.errors import ConfigError
-from pipeline.search_space import SWEEPS_DIR, load_space, overrides_of
+from pipeline.config.errors import ConfigError
+from pipeline.sweep.space import SWEEPS_DIR, load_space, overrides_of
 
 
 @pytest.fixture(scope="module")

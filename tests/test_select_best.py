@@ -19,11 +19,11 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from pipeline.champion import data_overrides
 from pipeline.config import compose
+from pipeline.config.errors import PipelineError
 from pipeline.data import load_data
-from pipeline.errors import PipelineError
-from pipeline.selection import competition
+from pipeline.selection.champion import data_overrides
+from pipeline.selection.competition import competition
 from tests.sweep_store import BACKBONES, run_module, sweep_store
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

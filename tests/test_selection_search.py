@@ -9,10 +9,10 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline.config import compose
-from pipeline.errors import ConfigError, PipelineError
-from pipeline.run_search import order_by, quote, where
-from pipeline.selection import candidates, competition
-from pipeline.tracking import experiment_id, tracking_uri
+from pipeline.config.errors import ConfigError, PipelineError
+from pipeline.selection.competition import candidates, competition
+from pipeline.tracking.search import order_by, quote, where
+from pipeline.tracking.store import experiment_id, tracking_uri
 from tests.sweep_store import RunSpec, trial_tags, write_runs
 
 FP = "feedfacecafebeef"

@@ -14,8 +14,9 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.study import open_study, run_study
-from pipeline.tracking import tracking_uri
+from pipeline.sweep.loop import run_study
+from pipeline.sweep.storage import open_study
+from pipeline.tracking.store import tracking_uri
 from tests.sweep_store import trial_runs
 
 TINY_SWEEP = ("tracking.log_model=false", "sweep.sampler=random")

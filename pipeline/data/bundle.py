@@ -15,12 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.utils.class_weight import compute_class_weight
 
 from pipeline.config import state_dir as resolve_state_dir
+from pipeline.config.errors import ConfigError, DataError
 from pipeline.data import duplicates, sources
 from pipeline.data.duplicates import DuplicateGroup
 from pipeline.data.hashing import digest_strings
 from pipeline.data.layouts import SCANNERS
 from pipeline.data.splits import SPLIT_NAMES, assign_splits, patient_overlap
-from pipeline.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

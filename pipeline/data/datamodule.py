@@ -16,9 +16,9 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 
+from pipeline.config.errors import ConfigError
 from pipeline.data.bundle import DataBundle
 from pipeline.data.transforms import build_augmentation
-from pipeline.errors import ConfigError
 
 
 class ImageRows(Dataset):
@@ -151,18 +151,9 @@ class ChestXrayDataModule(pl.LightningDataModule):
             seed=cfg.get("seed", 42),
         )
 
-    # Leading backbone stages a loader's batches have already been through: none, raw images.
-    # A FeatureDataModule (pipeline.features) serves cached frozen-stage outputs instead.
-    train_depth = 0
-    eval_depth = 0
-
     @property
     def classes(self) -> list[str]:
         return self.bundle.classes
-
-    def prediction_loader(self, split: str) -> DataLoader:
-        """The ``val`` or ``test`` loader, for full-precision prediction outside the trainer."""
-        return self.val_dataloader() if split == "val" else self.test_dataloader()
 
     def train_dataloader(self) -> DataLoader:
         indices = self.bundle.indices("train")

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config.errors import DataError
 from pipeline.data.atomic import temp_beside
 from pipeline.data.hashing import digest_bytes
 from pipeline.data.layouts import DataWarning, printable, some
-from pipeline.errors import DataError
 
 POLICIES = ("group", "warn", "error")
 GRID = 16  # 16 rows of 17 area means: 16 x 16 neighbour comparisons

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.config.errors import ConfigError
 
 CLASS_NAMES: dict[int, list[str]] = {
     2: ["normal", "covid"],

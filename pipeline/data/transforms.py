@@ -9,7 +9,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 from torchvision.transforms import v2
 
-from pipeline.errors import ConfigError
+from pipeline.config.errors import ConfigError
 
 
 def build_augmentation(aug_cfg: DictConfig | dict | None) -> v2.Transform | None:

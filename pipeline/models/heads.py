@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from pipeline.errors import ConfigError
+from pipeline.config.errors import ConfigError
 
 
 def _pool() -> list[nn.Module]:

@@ -19,7 +19,7 @@ from timm.models import get_pretrained_cfg
 from torch import Tensor, nn
 
 from pipeline.config import one_line
-from pipeline.errors import PipelineError
+from pipeline.config.errors import PipelineError
 
 
 def component_names(cfg: DictConfig) -> list[str]:

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from xray_files import write_image
 
+from pipeline.config.errors import ConfigError, DataError
 from pipeline.data import load_data
 from pipeline.data.layouts import RepeatedRowWarning
-from pipeline.errors import ConfigError, DataError
 
 
 def manifest(root: Path, rows: list[tuple], columns=("path", "label", "patient_id")) -> Path:

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from pipeline.config import compose
+from pipeline.config.errors import ConfigError
 from pipeline.data import ChestXrayDataModule, DataBundle, build_augmentation, load_data
 from pipeline.data.datamodule import ImageRows, loader_workers
-from pipeline.errors import ConfigError
 
 SIZE = 24
 

@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 from xray_files import chest_like, png_bytes, write_image
 
+from pipeline.config.errors import ConfigError, DataError
 from pipeline.data import decode_image, duplicates, load_data
 from pipeline.data.duplicates import DuplicateImageWarning, difference_hashes, distances
 from pipeline.describe_data import main as describe_main
-from pipeline.errors import ConfigError, DataError
 
 # Seeds whose re-encoded or rescaled copies stay well within the default threshold.
 COPY_SEEDS = (5, 9, 10, 12, 13)

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from xray_files import write_class_tree, write_image
 
+from pipeline.config.errors import ConfigError, DataError
 from pipeline.data import load_data
 from pipeline.data.sources import BadImageWarning
-from pipeline.errors import ConfigError, DataError
 
 
 def error_of(make_cfg, *overrides: str) -> str:

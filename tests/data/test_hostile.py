@@ -17,11 +17,11 @@ import pytest
 from PIL import Image
 from xray_files import chest_like, write_class_tree, write_image
 
+from pipeline.config.errors import DataError
 from pipeline.data import UnreadableImage, decode_image, load_data
 from pipeline.data.layouts import TreeWarning
 from pipeline.data.sources import BadImageWarning
 from pipeline.describe_data import main as describe_main
-from pipeline.errors import DataError
 
 
 def load_tree(make_cfg, root: Path, *extra: str):

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from xray_files import write_class_tree, write_image
 
+from pipeline.config.errors import DataError
 from pipeline.data import DataBundle, load_data
-from pipeline.errors import DataError
 
 
 def assert_well_formed(bundle: DataBundle) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.config.errors import DataError
 from pipeline.data.splits import assign_splits, patient_overlap
-from pipeline.errors import DataError
 
 CLASSES = ["normal", "covid", "pneumonia"]
 

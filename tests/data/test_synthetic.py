@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
+from pipeline.config.errors import ConfigError
 from pipeline.data.synthetic import CLASS_NAMES, SyntheticData, generate
-from pipeline.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from timm.models import get_pretrained_cfg
 from torch import Tensor, nn
 
 from pipeline.config import compose
-from pipeline.errors import ConfigError
+from pipeline.config.errors import ConfigError
 from pipeline.models import ChestXrayNet, build_model
 
 BACKBONES = [

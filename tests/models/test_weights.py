@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from pipeline.config import compose
-from pipeline.errors import PipelineError
+from pipeline.config.errors import PipelineError
 from pipeline.models import build_model, describe_weights
 
 SIZE = 32

@@ -1,0 +1,116 @@
+"""Sizes of a benchmark run (quick, full, smoke) and the figures it reports with their targets."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+KEYS = ("pipeline_vs_bare", "decode_cache_speedup", "feature_cache_speedup", "pruning_saved",
+        "rss_growth")
+
+
+PARTS = ("bare", "decode", "features", "pruning", "rss")
+
+
+TARGETS = {"pipeline_vs_bare": (">=", 0.95), "decode_cache_speedup": (">=", 10.0),
+           "feature_cache_speedup": (">=", 10.0), "pruning_saved": (">=", 0.3),
+           "rss_growth": ("<=", 1.10)}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one benchmark run; the defaults are the protocol's counts (10-trial feature sweep,
+    12-trial pruning study, RSS after trials 2 and 20)."""
+
+    name: str
+    # pipeline vs bare loop
+    bare_overrides: tuple[str, ...]
+    bare_epochs: int  # per run; the first is warm-up
+    # decode cache
+    decode_repeats: int  # decode epochs (cache epochs: 3x as many)
+    # feature cache sweep, pruning study (default search space), resident memory over one sweep
+    feature_overrides: tuple[str, ...]
+    prune_overrides: tuple[str, ...]
+    rss_overrides: tuple[str, ...]
+    # torch threads (None: torch's default). Two OpenMP threads on a 2-core machine that other
+    # processes share spin-wait each other into 3-4x slower epochs; one thread keeps quick
+    # figures stable there.
+    threads: int | None = None
+    log_model: bool = False
+    bare_rounds: int = 3  # pipeline runs; all but the first alternate epochs with the bare loop
+    decode_size: int = 224
+    decode_limit: int | None = None  # training images per epoch (None: all)
+    feature_trials: int = 10
+    prune_trials: int = 12
+    rss_early: int = 2
+    rss_trials: int = 20
+    learning_rates: tuple[float, float] = (1e-4, 3e-2)
+
+
+def _data(backbone: str, size: int, images: int, *more: str) -> tuple[str, ...]:
+    return (f"backbone={backbone}", f"dataset.image_size={size}", f"dataset.num_images={images}",
+            *more)
+
+
+QUICK = Profile(
+    name="quick",
+    threads=1,
+    bare_overrides=_data("resnet18", 64, 400, "dataset.batch_size=32"),
+    bare_epochs=5,
+    decode_repeats=2,
+    feature_overrides=_data("densenet121", 64, 320, "dataset.batch_size=32",
+                            "trainer.max_epochs=10"),
+    prune_overrides=_data("resnet18", 32, 240),
+    rss_overrides=_data("resnet18", 32, 120, "trainer.max_epochs=2"),
+)
+
+
+FULL = Profile(
+    name="full",
+    log_model=True,
+    bare_overrides=_data("densenet121", 224, 600, "dataset.batch_size=32"),
+    bare_epochs=3,
+    decode_repeats=3,
+    feature_overrides=_data("densenet121", 224, 600, "dataset.batch_size=32",
+                            "trainer.max_epochs=10"),
+    prune_overrides=_data("densenet121", 224, 600),
+    rss_overrides=_data("densenet121", 224, 600, "trainer.max_epochs=2"),
+)
+
+
+# A seconds-long run of every part, for the test suite (figures meaningless).
+SMOKE = Profile(
+    name="smoke",
+    bare_overrides=_data("resnet18", 32, 60, "dataset.batch_size=16"),
+    bare_epochs=2,
+    bare_rounds=2,
+    decode_size=64,
+    decode_repeats=1,
+    decode_limit=6,
+    feature_overrides=_data("resnet18", 32, 60, "dataset.batch_size=16", "trainer.max_epochs=1"),
+    feature_trials=2,
+    prune_overrides=_data("resnet18", 32, 60, "trainer.max_epochs=2"),
+    prune_trials=2,
+    rss_overrides=_data("resnet18", 32, 60, "trainer.max_epochs=1"),
+    rss_early=1,
+    rss_trials=2,
+)
+
+
+PROFILES = {p.name: p for p in (QUICK, FULL, SMOKE)}
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def base_overrides(state: Path, profile: Profile) -> list[str]:
+    db = state / "mlflow.db"
+    return [f"state_dir={state}", f"tracking.uri=sqlite:///{db}", "trainer.progress_bar=false",
+            f"tracking.log_model={str(profile.log_model).lower()}"]

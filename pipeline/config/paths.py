@@ -1,0 +1,22 @@
+"""Where the project and its runtime state are on disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = Path(os.environ.get("PIPELINE_CONF_DIR", PROJECT_ROOT / "conf"))
+
+
+def state_dir(cfg: DictConfig) -> Path:
+    """Where runtime state lives (MLflow store, Optuna storage, caches); created on demand."""
+    path = Path(cfg.state_dir).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

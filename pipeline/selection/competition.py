@@ -1,0 +1,143 @@
+"""Which runs compete, and the best of each backbone, found by the store's own search.
+
+Competing runs are sweep trials (``role=trial``) that finished COMPLETE on one dataset and split
+(one ``data_fingerprint``): never re-runs, single trainings or selection runs. They are ranked by
+``select.metric`` on the validation split, ties to the lower ``val_loss``; the test split is not
+looked at here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig
+
+from pipeline.config.errors import PipelineError
+from pipeline.tracking.search import count_runs, first_per_value, order_by, where
+
+FINISHED = "attributes.status = 'FINISHED'"
+
+
+@dataclass
+class Competition:
+    """The runs that compete: an experiment, one data fingerprint, a metric and its direction."""
+
+    experiment_id: str
+    fingerprint: str
+    dataset: str
+    metric: str
+    direction: str
+
+    def filter(self, state: str = "COMPLETE", **tags: str) -> str:
+        """Trial runs of this data in ``state`` (COMPLETE ones must also have FINISHED)."""
+        return where(FINISHED if state == "COMPLETE" else "", role="trial", state=state,
+                     data_fingerprint=self.fingerprint, dataset=self.dataset, **tags)
+
+
+@dataclass
+class Candidate:
+    """A backbone's best competing run."""
+
+    backbone: str
+    run: Any
+    value: float
+    complete: int
+    pruned: int
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+
+def experiment_id(mlflow_client: Any, cfg: DictConfig) -> str:
+    """The existing experiment ``tracking.experiment`` (selection never creates one)."""
+    name = str(cfg.tracking.experiment)
+    exp = mlflow_client.get_experiment_by_name(name)
+    if exp is None or exp.lifecycle_stage == "deleted":
+        raise PipelineError(
+            f"no runs to compare: the MLflow store at {mlflow_client.tracking_uri} has no "
+            f"experiment '{name}' (run a sweep first: make sweep, or set tracking.experiment)"
+        )
+    return exp.experiment_id
+
+
+def competition(
+    mlflow_client: Any, cfg: DictConfig, configured_fingerprint: Callable[[], str]
+) -> Competition:
+    """The competing data: ``select.fingerprint``; else the only fingerprint among the complete
+    trials of ``select.dataset`` (null: the configured dataset); with several, the configured
+    data's when it is one of them; otherwise an error that lists them."""
+    exp = experiment_id(mlflow_client, cfg)
+    dataset = str(cfg.select.dataset or cfg.dataset.name)
+    metric, direction = str(cfg.select.metric), str(cfg.select.direction)
+    order_by(metric, direction)  # validates the direction before any search
+    chosen = cfg.select.get("fingerprint")
+    if chosen:
+        return Competition(exp, str(chosen), dataset, metric, direction)
+    probe = Competition(exp, None, dataset, metric, direction)  # type: ignore[arg-type]
+    found = first_per_value(mlflow_client, [exp], probe.filter(), "data_fingerprint")
+    if not found:
+        raise PipelineError(_no_runs_message(mlflow_client, exp, cfg, dataset))
+    fingerprints = [fp for fp, _ in found]
+    if len(found) == 1:
+        return Competition(exp, fingerprints[0], dataset, metric, direction)
+    reason = ""
+    if dataset == str(cfg.dataset.name):
+        try:
+            mine = configured_fingerprint()
+        except PipelineError as exc:
+            mine, reason = None, f" (the configured data cannot be read: {exc})"
+        if mine in fingerprints:
+            return Competition(exp, mine, dataset, metric, direction)
+        if mine:
+            reason = f" (the configured data's fingerprint {mine} is none of them)"
+    listing = "; ".join(
+        f"{fp} (e.g. run {run.info.run_id}, image_size {run.data.tags.get('image_size', '?')})"
+        for fp, run in found
+    )
+    raise PipelineError(
+        f"complete trial runs of dataset {dataset} come from {len(found)} different data "
+        f"fingerprints{reason}: {listing}; choose one with select.fingerprint=<fingerprint>"
+    )
+
+
+def _no_runs_message(mlflow_client: Any, exp: str, cfg: DictConfig, dataset: str) -> str:
+    text = (
+        f"no runs to compare: no FINISHED, COMPLETE trial runs (role=trial) of dataset {dataset} "
+        f"in experiment '{cfg.tracking.experiment}' at {mlflow_client.tracking_uri}"
+    )
+    others = first_per_value(
+        mlflow_client, [exp], where(FINISHED, role="trial", state="COMPLETE"), "dataset"
+    )
+    if others:
+        names = ", ".join(name for name, _ in others)
+        return f"{text}; complete trials exist for dataset(s) {names}: pass select.dataset=<name>"
+    return f"{text} (run a sweep first: make sweep)"
+
+
+def candidates(mlflow_client: Any, comp: Competition) -> list[Candidate]:
+    """Each backbone's best run, best backbone first; trials counted per backbone."""
+    order = order_by(comp.metric, comp.direction)
+    found = first_per_value(mlflow_client, [comp.experiment_id], comp.filter(), "backbone", order)
+    out: list[Candidate] = []
+    for backbone, run in found:
+        value = run.data.metrics.get(comp.metric)
+        if value is None or not math.isfinite(value):
+            continue  # its best has no finite value: no run of this backbone has one
+        out.append(Candidate(
+            backbone=backbone, run=run, value=float(value),
+            complete=count_runs(mlflow_client, [comp.experiment_id],
+                                comp.filter(backbone=backbone)),
+            pruned=count_runs(mlflow_client, [comp.experiment_id],
+                              comp.filter("PRUNED", backbone=backbone)),
+        ))
+    if not out:
+        logged = sorted(found[0][1].data.metrics) if found else []
+        raise PipelineError(
+            f"no complete trial of data {comp.fingerprint} has a finite {comp.metric}: check "
+            f"select.metric (these runs log {', '.join(logged[:12]) or 'no metrics'})"
+        )
+    return out

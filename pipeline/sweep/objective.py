@@ -1,0 +1,101 @@
+"""One trial of a study: the space sampled, an ordinary config composed from it, trained by
+``run_training`` as a nested MLflow run; its objective back to Optuna.
+
+A pruned trial's ``TrialPruned`` comes from the pruning callback inside the fit and travels to
+Optuna as it is; a training that failed for a reason of its own is a ``TrialFailed``, which the
+study loop lets Optuna record as FAIL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import optuna
+from omegaconf import DictConfig
+
+from pipeline.config import compose
+from pipeline.sweep.budget import progress
+from pipeline.sweep.samplers import make_sampler
+from pipeline.sweep.space import SearchSpace, overrides_of
+from pipeline.sweep.summary import fmt
+from pipeline.tracking.training_run import run_training
+from pipeline.training.signals import Interrupted
+
+
+class TrialFailed(Exception):
+    """A training that ended FAIL: Optuna records the trial as FAIL and the sweep goes on."""
+
+
+class EpochCount(pl.Callback):
+    """Validated epochs of the classifier stage (a pruned trial's epochs)."""
+
+    def __init__(self) -> None:
+        self.epochs = 0
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.epochs += 1
+
+
+class Objective:
+    """The callable ``study.optimize`` runs once per trial."""
+
+    def __init__(self, cfg: DictConfig, study: optuna.Study, space: SearchSpace,
+                 overrides: Sequence[str], parent_run_id: str, say: Callable[..., None],
+                 callbacks: Sequence[pl.Callback] = ()):
+        self.cfg = cfg
+        self.study = study
+        self.space = space
+        self.overrides = list(overrides)
+        self.parent_run_id = parent_run_id
+        self.say = say
+        self.callbacks = list(callbacks)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self.train(trial)
+        except Interrupted as exc:  # SIGINT/SIGTERM anywhere in the trial
+            trial.set_user_attr("interrupted", True)  # FAIL, but not toward sweep.n_trials
+            raise KeyboardInterrupt(str(exc)) from exc  # Optuna marks the trial FAIL
+
+    def train(self, trial: optuna.Trial) -> float:
+        from optuna_integration import PyTorchLightningPruningCallback
+
+        cfg, n_total = self.cfg, int(self.cfg.sweep.n_trials)
+        self.study.sampler = make_sampler(cfg, trial.number)  # samplers keep no state of their own
+        values = self.space.sample(trial, cfg)
+        trial_overrides = [*self.space.fixed_overrides(), *self.overrides, *overrides_of(values)]
+        trial.set_user_attr("overrides", trial_overrides)
+        finished, running = progress(self.study)  # running: this trial and other workers' ones
+        self.say(f"trial {trial.number} ({min(finished + len(running), n_total)} of {n_total}): "
+                 + ", ".join(f"{k}={fmt(v)}" for k, v in values.items()), flush=True)
+        trial_cfg = compose(trial_overrides)
+        tags = {"role": "trial", "study_name": self.study.study_name,
+                "optuna_trial": str(trial.number), "sweep_space": self.space.name}
+        counter = EpochCount()
+        pruning = PyTorchLightningPruningCallback(trial, monitor=str(trial_cfg.trainer.monitor))
+        result = None
+        try:
+            result = run_training(
+                trial_cfg, run_name=f"trial-{trial.number}", parent_run_id=self.parent_run_id,
+                tags=tags, callbacks=[*self.callbacks, pruning, counter],
+                raised={optuna.TrialPruned: "PRUNED"},
+                started=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
+            )
+        finally:
+            trial.set_user_attr("epochs", result.epochs if result else counter.epochs)
+        return self.objective_of(trial, result)
+
+    def objective_of(self, trial: optuna.Trial, result: Any) -> float:
+        error = None
+        if result.state != "COMPLETE" or result.objective is None:
+            error = result.error or "no objective value"
+        elif not math.isfinite(result.objective):
+            error = f"{self.cfg.sweep.metric} is {result.objective}"
+        if error:
+            trial.set_user_attr("error", error[:1000])  # the reason, in Optuna too
+            raise TrialFailed(error)
+        return float(result.objective)

@@ -1,0 +1,108 @@
+"""Models in MLflow: the best network logged as an exported program with its metadata, and read
+back to predict without this code (a ``LoadedModel``)."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.config.errors import PipelineError, one_line
+from pipeline.data import DataBundle
+from pipeline.models import ChestXrayNet
+
+
+class ProbabilityModel(torch.nn.Module):
+    """What is logged as the run's model: uint8/float images (B, 1, S, S) -> class probabilities."""
+
+    def __init__(self, net: ChestXrayNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).softmax(dim=1)
+
+
+def log_model(net: ChestXrayNet, bundle: DataBundle, run_id: str) -> None:
+    """The best model as an MLflow PyTorch model (exported program), loadable without this code."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    size = bundle.image_size
+    wrapper = ProbabilityModel(net).eval()
+    example = np.zeros((2, 1, size, size), dtype=np.float32)
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, size, size))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(bundle.classes)))]),
+    )
+    metadata = {"classes": list(bundle.classes), "image_size": size,
+                "positive_class": bundle.positive_class}
+    with mlflow.start_run(run_id=run_id, nested=True):
+        mlflow.pytorch.log_model(
+            wrapper, name="model", input_example=example, signature=signature,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"], metadata=metadata,
+        )
+
+
+def model_uri(run: Any) -> str:
+    """Where the run's logged model is: its MLflow 3 logged model, else the run's artifact path."""
+    outputs = getattr(run, "outputs", None)
+    models = list(getattr(outputs, "model_outputs", None) or [])
+    if models:
+        return f"models:/{models[-1].model_id}"
+    return f"runs:/{run.info.run_id}/model"
+
+
+@dataclass
+class LoadedModel:
+    """A logged ``ProbabilityModel``: float images (B, 1, S, S) in [0, 255] -> probabilities."""
+
+    module: torch.nn.Module
+    classes: list[str]
+    image_size: int
+    positive_class: str | None
+    uri: str
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Probabilities (N, classes) of uint8 or float images (N, S, S) or (N, 1, S, S)."""
+        if images.dim() == 3:
+            images = images.unsqueeze(1)
+        out = [
+            self.module(images[i : i + batch_size].float()).float()
+            for i in range(0, len(images), batch_size)
+        ]
+        return torch.cat(out) if out else torch.zeros(0, len(self.classes))
+
+
+def load_model(uri: str) -> LoadedModel:
+    """Download a logged model once and load it with the metadata ``log_model`` wrote."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+            meta = Model.load(str(path)).metadata or {}
+            module = mlflow.pytorch.load_model(str(path), map_location="cpu")
+        except (MlflowException, OSError) as exc:
+            raise PipelineError(f"cannot load the model at {uri}: {one_line(exc)}") from exc
+    missing = [k for k in ("classes", "image_size") if k not in meta]
+    if missing:
+        raise PipelineError(
+            f"the model at {uri} has no {' or '.join(missing)} in its metadata: "
+            "it was not logged by run_training"
+        )
+    return LoadedModel(
+        module=module,  # an exported program: eval mode is baked in (and .eval() is refused)
+        classes=[str(c) for c in meta["classes"]],
+        image_size=int(meta["image_size"]),
+        positive_class=meta.get("positive_class"),
+        uri=uri,
+    )

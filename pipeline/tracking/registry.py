@@ -1,0 +1,60 @@
+"""The MLflow Model Registry side: the selected model registered, the alias ``champion`` on it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.config.errors import PipelineError
+from pipeline.tracking.models import model_uri
+from pipeline.tracking.search import quote
+
+CHAMPION = "champion"
+
+
+def champion_uri(model_name: str) -> str:
+    return f"models:/{model_name}@{CHAMPION}"
+
+
+def register_champion(
+    mlflow_client: Any, model_name: str, run: Any, tags: Mapping[str, str]
+) -> str:
+    """Register the run's model under ``model_name`` (its existing version when it has one),
+    tag the version, point ``champion`` at it; returns the version."""
+    from mlflow.exceptions import MlflowException
+
+    run_id = run.info.run_id
+    try:
+        mlflow_client.create_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    existing = mlflow_client.search_model_versions(
+        f"name = {quote(model_name)} AND run_id = {quote(run_id)}", max_results=1
+    )
+    if existing:
+        version = existing[0]
+    else:
+        source = model_uri(run)
+        model_id = source.removeprefix("models:/") if source.startswith("models:/") else None
+        version = mlflow_client.create_model_version(
+            model_name, source=source, run_id=run_id, model_id=model_id
+        )
+    for key, value in tags.items():
+        mlflow_client.set_model_version_tag(model_name, version.version, key, str(value))
+    mlflow_client.set_registered_model_alias(model_name, CHAMPION, version.version)
+    return str(version.version)
+
+
+def champion_run_id(mlflow_client: Any, model_name: str) -> str:
+    """The run behind ``<model_name>@champion``; a PipelineError says how to make one."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = mlflow_client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException as exc:
+        raise PipelineError(
+            f"no model registered as {model_name}@{CHAMPION} in {mlflow_client.tracking_uri}: "
+            "run `python -m pipeline.select_best` first, or pass --model <run id>"
+        ) from exc
+    return str(version.run_id)

@@ -1,0 +1,100 @@
+"""An MLflow run as every stage writes one: created with the standard tags, params and config,
+metrics in batches, an observer that records a training as it goes, closed with its state."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from pipeline.config import to_yaml
+from pipeline.data import DataBundle
+from pipeline.models import ChestXrayNet
+from pipeline.tracking import store
+
+# The state a run ended in, and the MLflow status it closes with.
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "INTERRUPTED": "KILLED"}
+MAX_TAG_LENGTH = 5000
+
+
+def log_metrics(mlflow_client: Any, run_id: str, values: Mapping[str, float], step: int) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
+    if metrics:
+        mlflow_client.log_batch(run_id, metrics=metrics, synchronous=True)
+
+
+def start_run(
+    cfg: DictConfig,
+    bundle: DataBundle,
+    mlflow_client: Any,
+    *,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> str:
+    """A new run with the config as params and the standard tags; config and split logged."""
+    from mlflow.entities import Param
+
+    all_tags = {
+        "backbone": str(cfg.backbone.name),
+        "dataset": str(cfg.dataset.name),
+        "data_fingerprint": bundle.fingerprint,
+        "git_commit": store.git_commit(),
+        "role": "train",
+        "image_size": str(cfg.dataset.image_size),
+        "seed": str(cfg.seed),
+        # CPU kernels split work by thread count: a re-run repeats the run exactly with as many.
+        "torch_threads": str(torch.get_num_threads()),
+        **(tags or {}),
+    }
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = mlflow_client.create_run(
+        store.experiment_id(cfg, mlflow_client), run_name=run_name, tags=all_tags
+    )
+    run_id = run.info.run_id
+    params = [Param(k, v) for k, v in store.flat_params(cfg).items()]
+    for i in range(0, len(params), 100):  # MLflow's batch limit
+        mlflow_client.log_batch(run_id, params=params[i : i + 100], synchronous=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "config.yaml").write_text(to_yaml(cfg))
+        bundle.write_manifest(Path(tmp) / "split_manifest.csv")
+        mlflow_client.log_artifacts(run_id, tmp)
+    return run_id
+
+
+def close_run(mlflow_client: Any, run_id: str, state: str, error: str | None = None) -> None:
+    """Tag the run's state (and error, also as its note) and terminate it with its status."""
+    tags = {"state": state}
+    if error:
+        tags["error"] = error[:MAX_TAG_LENGTH]
+        tags["mlflow.note.content"] = error[:MAX_TAG_LENGTH]
+    for key, value in tags.items():
+        mlflow_client.set_tag(run_id, key, value)
+    mlflow_client.set_terminated(run_id, status=RUN_STATUS[state])
+
+
+class RunObserver:
+    """A training as it goes, into its run: the weights and parameter counts once the network is
+    built, what the feature cache serves, every epoch's metrics at step = epoch."""
+
+    def __init__(self, mlflow_client: Any, run_id: str):
+        self.client = mlflow_client
+        self.run_id = run_id
+
+    def network(self, net: ChestXrayNet, feature_cache: str) -> None:
+        self.client.set_tag(self.run_id, "weights", net.weights)
+        log_metrics(self.client, self.run_id, {"trainable_params": net.trainable_params(),
+                                               "total_params": net.total_params()}, 0)
+        self.client.set_tag(self.run_id, "feature_cache", feature_cache)
+
+    def epoch(self, step: int, values: Mapping[str, float]) -> None:
+        log_metrics(self.client, self.run_id, values, step)

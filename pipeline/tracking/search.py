@@ -1,0 +1,88 @@
+"""Questions to the MLflow store answered by the store: filtered, ordered, paged ``search_runs``.
+
+Nothing here lists an experiment's runs to filter or sort them in Python. "Which backbones are
+there, and the best run of each" is asked one value at a time: the best run left, then the best
+run whose tag differs from every value seen, and so on, one short query per distinct value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.config.errors import ConfigError
+
+PAGE_SIZE = 1000  # MLflow's largest page for search_runs on most stores
+MAX_DISTINCT = 200  # a safety bound on the one-query-per-value walk
+
+
+def quote(value: str) -> str:
+    """A filter-string literal for ``value``."""
+    value = str(value)
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ConfigError(f"cannot search for {value!r}: it holds both kinds of quotes")
+
+
+def where(*clauses: str, **tags: str | None) -> str:
+    """``clauses`` and ``tags.<key> = '<value>'`` for every tag given (None: not filtered)."""
+    parts = [c for c in clauses if c]
+    parts += [f"tags.{key} = {quote(value)}" for key, value in tags.items() if value is not None]
+    return " AND ".join(parts)
+
+
+def order_by(metric: str, direction: str) -> list[str]:
+    """Best first by ``metric``, ties to the lower ``val_loss``, then to the earlier run."""
+    if direction not in ("maximize", "minimize"):
+        raise ConfigError(f"select.direction={direction}: use maximize or minimize")
+    order = [f"metrics.`{metric}` {'DESC' if direction == 'maximize' else 'ASC'}"]
+    if metric != "val_loss":
+        order.append("metrics.val_loss ASC")
+    return [*order, "attributes.start_time ASC"]
+
+
+def first_run(
+    mlflow_client: Any, experiment_ids: Sequence[str], filter_string: str,
+    order: Sequence[str] | None = None,
+) -> Any | None:
+    """The first run of a search (one result asked for), or None."""
+    runs = mlflow_client.search_runs(
+        list(experiment_ids), filter_string=filter_string, order_by=list(order or []),
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def first_per_value(
+    mlflow_client: Any, experiment_ids: Sequence[str], filter_string: str, tag: str,
+    order: Sequence[str] | None = None,
+) -> list[tuple[str, Any]]:
+    """``(value, first run)`` for each distinct value of ``tags.<tag>`` among the matching runs,
+    in search order: with a best-first ``order`` that is each value's best run, best value first.
+    Runs without the tag are not counted. One query per value, plus one.
+    """
+    found: list[tuple[str, Any]] = []
+    for _ in range(MAX_DISTINCT):
+        seen = [f"tags.{tag} != {quote(value)}" for value, _ in found]
+        run = first_run(mlflow_client, experiment_ids,
+                        where(filter_string, f"tags.{tag} LIKE '%'", *seen), order)
+        if run is None:
+            return found
+        found.append((run.data.tags[tag], run))
+    raise ConfigError(f"more than {MAX_DISTINCT} distinct values of tags.{tag}: narrow the search")
+
+
+def count_runs(mlflow_client: Any, experiment_ids: Sequence[str], filter_string: str) -> int:
+    """How many runs match: paged through the matching runs only, nothing kept."""
+    total, token = 0, None
+    while True:
+        page = mlflow_client.search_runs(
+            list(experiment_ids), filter_string=filter_string, max_results=PAGE_SIZE,
+            page_token=token,
+        )
+        total += len(page)
+        token = page.token
+        if not token:
+            return total

@@ -1,0 +1,125 @@
+"""MLflow plumbing: which store, which experiment, what a run's params and tags are.
+
+Every entry point goes through here, so a run logged by ``train``, a sweep trial, a re-run or a
+selection all land in the same store with the same conventions.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.config import PROJECT_ROOT, state_dir
+from pipeline.config.errors import ConfigError
+
+# MLflow's own limit on a param value (longer values are refused by the store).
+MAX_PARAM_LENGTH = 6000
+# Keys that say where things are, not what was trained: not worth a param column each.
+SKIPPED_PARAM_PREFIXES = ("select.", "rerun.", "state_dir", "tracking.uri")
+
+
+def tracking_uri(cfg: DictConfig) -> str:
+    """``tracking.uri``, else MLFLOW_TRACKING_URI, else SQLite under the state dir."""
+    uri = cfg.tracking.get("uri") or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return str(uri)
+    return f"sqlite:///{state_dir(cfg) / 'mlflow.db'}"
+
+
+def artifact_root(cfg: DictConfig) -> str | None:
+    """Artifacts beside a local SQLite store; a tracking server chooses its own."""
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri:
+        return (state_dir(cfg) / "artifacts").as_uri()
+    return None
+
+
+def client(cfg: DictConfig):  # -> MlflowClient (import kept lazy: mlflow is slow to import)
+    """A client bound to the configured store (also made the process default for mlflow.*)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(cfg)
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; keep the user's environment as
+    # it was, so a later config in this process still resolves its own store.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(cfg: DictConfig, mlflow_client: Any | None = None) -> str:
+    """Id of ``tracking.experiment``, created on first use (safe when two workers race)."""
+    from mlflow.exceptions import MlflowException
+
+    mc = mlflow_client or client(cfg)
+    name = str(cfg.tracking.experiment)
+    for _ in range(3):
+        exp = mc.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                raise ConfigError(
+                    f"MLflow experiment '{name}' is deleted: restore it in the UI or choose "
+                    "another with tracking.experiment=<name>"
+                )
+            return exp.experiment_id
+        try:
+            return mc.create_experiment(name, artifact_location=artifact_root(cfg))
+        except MlflowException:
+            continue  # another worker created it in between: read it back
+    raise ConfigError(f"could not create or find MLflow experiment '{name}' at {tracking_uri(cfg)}")
+
+
+def flat_params(cfg: DictConfig) -> dict[str, str]:
+    """The resolved config as ``dotted.key -> value`` strings (MLflow params)."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    out: dict[str, str] = {}
+    for key, value in _flatten(container):
+        if key.startswith(SKIPPED_PARAM_PREFIXES):
+            continue
+        out[key] = str(value)[:MAX_PARAM_LENGTH]
+    return out
+
+
+def _flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _flatten(value, f"{prefix}{key}.")
+    else:
+        yield prefix[:-1], node
+
+
+@cache
+def git_commit() -> str:
+    """The project's commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+            timeout=10, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def run_artifact_dir(run: Any) -> Path | None:
+    """Local directory of a run's artifacts, when the store keeps them on this machine."""
+    uri = run.info.artifact_uri
+    if uri.startswith("file://"):
+        return Path(uri[len("file://"):])
+    if "://" not in uri:
+        return Path(uri)
+    return None

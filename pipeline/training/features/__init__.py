@@ -1,0 +1,1 @@
+"""Frozen-prefix feature cache: frozen stages computed once, served in place of images."""

@@ -1,0 +1,61 @@
+"""The Lightning Trainer a run uses: device, precision, determinism, what it monitors."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig
+
+
+def uses_gpu(cfg: DictConfig) -> bool:
+    return torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+
+
+def resolve_precision(cfg: DictConfig) -> str:
+    """``auto``: full precision on CPU; bf16 mixed precision on GPUs that have it, else fp16."""
+    precision = str(cfg.trainer.precision)
+    if precision != "auto":
+        return precision
+    if uses_gpu(cfg):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The dtype Lightning's mixed precision runs the forward pass in (None: no autocast)."""
+    return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+
+
+def monitor(cfg: DictConfig) -> tuple[str, str]:
+    """(metric, mode) the trainer watches: early stopping and the best epoch's weights."""
+    metric = str(cfg.trainer.monitor)
+    mode = str(cfg.trainer.get("monitor_mode", "auto"))
+    if mode == "auto":
+        mode = "min" if "loss" in metric else "max"
+    return metric, mode
+
+
+def make_trainer(
+    cfg: DictConfig,
+    callbacks: list[pl.Callback],
+    max_epochs: int,
+    validate: bool = True,
+) -> pl.Trainer:
+    on_gpu = uses_gpu(cfg)
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        accelerator=str(cfg.trainer.accelerator),
+        devices=cfg.trainer.devices,
+        precision=resolve_precision(cfg),
+        # Some CUDA kernels have no deterministic version: warn there instead of failing.
+        deterministic=("warn" if on_gpu else True) if cfg.trainer.deterministic else False,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,  # BestWeights keeps the best epoch's weights in memory
+        enable_progress_bar=bool(cfg.trainer.progress_bar),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
+        limit_train_batches=cfg.trainer.get("limit_train_batches", 1.0),
+        limit_val_batches=cfg.trainer.get("limit_val_batches", 1.0) if validate else 0,
+    )
