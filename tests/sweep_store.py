@@ -1,8 +1,8 @@
 """MLflow stores for the selection, re-run and predict tests.
 
-``sweep_store``: real tiny sweep trials over two backbones (``run_training`` with the tags a sweep
-sets), built once per test process, plus runs that must never compete. ``write_runs``: thousands
-of runs without training, through MlflowClient or straight into MLflow's own tables.
+``sweep_store``: a real tiny study per backbone (``run_study``, two enqueued trials each), built
+once per test process, plus runs that must never compete. ``write_runs``: runs without training,
+written through MlflowClient as ``run_training`` would leave them (tags, metrics, status).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from mlflow.entities import Metric
 from omegaconf import DictConfig
 
 from pipeline.config import PROJECT_ROOT, compose
+from pipeline.sweep.loop import run_study
+from pipeline.sweep.storage import open_study
 from pipeline.tracking.store import experiment_id, tracking_uri
-from pipeline.tracking.training_run import run_training
 from tests.conftest import TINY
 
 BACKBONES = ("resnet18", "mobilenet_v2")
@@ -76,15 +77,19 @@ def sweep_store(root: Path) -> SweepStore:
     cfg = compose(overrides)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the re-run test repeats these on one thread too
+    trials: dict[str, list[str]] = {}
     try:
-        trials = {
-            backbone: [
-                run_training(compose([*overrides, f"backbone={backbone}", f"optimizer.lr={lr}"]),
-                             run_name=f"trial-{i}", tags=trial_tags(backbone, i)).run_id
-                for i, lr in enumerate(LEARNING_RATES)
-            ]
-            for backbone in BACKBONES
-        }
+        for backbone in BACKBONES:
+            study_overrides = [*overrides, f"backbone={backbone}", "sweep.pruner=none",
+                               f"sweep.n_trials={len(LEARNING_RATES)}"]
+            study_cfg = compose(study_overrides)
+            study = open_study(study_cfg)
+            for lr in LEARNING_RATES:
+                study.enqueue_trial({"optimizer.lr": float(lr), "dataset.batch_size": 16,
+                                     "backbone.freeze_depth": 0})
+            run_study(study_cfg, study_overrides, echo=False)
+            trials[backbone] = [t.user_attrs["mlflow_run_id"]
+                                for t in open_study(study_cfg).get_trials(deepcopy=False)]
     finally:
         torch.set_num_threads(threads)
     client = MlflowClient(tracking_uri(cfg))
@@ -101,60 +106,27 @@ def sweep_store(root: Path) -> SweepStore:
         "other_data": RunSpec({**same, **trial_tags("mobilenet_v2", 9),
                                "data_fingerprint": "0123456789abcdef"}, best),
     }
-    write_runs(client, exp, list(decoy_specs.values()), via="client")
+    write_runs(client, exp, list(decoy_specs.values()))
     store = SweepStore(overrides, cfg, client, exp, fingerprint, trials,
                        {name: spec.run_id for name, spec in decoy_specs.items()})
     _STORES["sweep"] = store
     return store
 
 
-def write_runs(client: MlflowClient, experiment_id: str, specs: Sequence[RunSpec],
-               via: str = "tables") -> list[str]:
-    """Write runs as ``run_training`` would leave them (tags, latest metrics, status).
-
-    ``via="client"``: MlflowClient's create_run, log_batch and set_terminated (about 10 ms a run
-    on SQLite); ``via="tables"``: the same rows into MLflow's tables in one transaction (1,000s
-    of runs a second), for stores too big to write call by call in a test.
-    """
-    if via == "client":
-        ids = []
-        for spec in specs:
-            run = client.create_run(spec.experiment_id or experiment_id, tags=spec.tags)
-            now = int(time.time() * 1000)
-            client.log_batch(run.info.run_id, metrics=[
-                Metric(k, v, now, 1) for k, v in spec.metrics.items()
-            ], synchronous=True)
-            client.set_terminated(run.info.run_id, status=spec.status)
-            spec.run_id = run.info.run_id
-            ids.append(run.info.run_id)
-        return ids
-    return _insert_rows(client, experiment_id, specs)
-
-
-def _insert_rows(client: MlflowClient, experiment_id: str, specs: Sequence[RunSpec]) -> list[str]:
-    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun, SqlTag
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-    from sqlalchemy import insert
-
-    store = SqlAlchemyStore(client.tracking_uri, "file:///dev/null")
-    now = int(time.time() * 1000)
-    runs, tags, metrics = [], [], []
-    for i, spec in enumerate(specs):
-        exp = spec.experiment_id or experiment_id
-        runs.append({"run_uuid": spec.run_id, "name": spec.run_id, "experiment_id": int(exp),
-                     "status": spec.status, "start_time": now + i, "end_time": now + i + 1,
-                     "lifecycle_stage": "active", "source_type": "LOCAL", "source_name": "",
-                     "entry_point_name": "", "user_id": "test", "source_version": "",
-                     "artifact_uri": f"file:///dev/null/{spec.run_id}"})
-        tags += [{"key": k, "value": v, "run_uuid": spec.run_id} for k, v in spec.tags.items()]
-        metrics += [{"key": k, "value": v, "timestamp": now, "step": 1, "is_nan": False,
-                     "run_uuid": spec.run_id} for k, v in spec.metrics.items()]
-    with store.ManagedSessionMaker() as session:
-        session.execute(insert(SqlRun), runs)
-        session.execute(insert(SqlTag), tags)
-        session.execute(insert(SqlLatestMetric), metrics)
-        session.execute(insert(SqlMetric), metrics)
-    return [spec.run_id for spec in specs]
+def write_runs(client: MlflowClient, experiment_id: str, specs: Sequence[RunSpec]) -> list[str]:
+    """Write runs as ``run_training`` would leave them (tags, latest metrics, status), through
+    MlflowClient's create_run, log_batch and set_terminated (about 10 ms a run on SQLite)."""
+    ids = []
+    for spec in specs:
+        run = client.create_run(spec.experiment_id or experiment_id, tags=spec.tags)
+        now = int(time.time() * 1000)
+        client.log_batch(run.info.run_id, metrics=[
+            Metric(k, v, now, 1) for k, v in spec.metrics.items()
+        ], synchronous=True)
+        client.set_terminated(run.info.run_id, status=spec.status)
+        spec.run_id = run.info.run_id
+        ids.append(run.info.run_id)
+    return ids
 
 
 def trial_runs(cfg: DictConfig, study_name: str) -> list:

@@ -1,4 +1,4 @@
-"""The import contracts in pyproject.toml: they hold for the package, and a wrong import breaks them."""
+"""The import contracts in pyproject.toml hold for the package, and a wrong import breaks them."""
 
 from __future__ import annotations
 

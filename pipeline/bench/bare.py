@@ -21,6 +21,7 @@ class BareLoop:
         import torch
 
         from pipeline.data import load_data
+        from pipeline.models.catalog import normalisation
 
         bundle = load_data(cfg)
         rows = bundle.indices("train")
@@ -28,8 +29,9 @@ class BareLoop:
         self.labels = torch.from_numpy(bundle.labels[rows].astype(np.int64))
         self.model = timm.create_model(str(cfg.backbone.timm_name), pretrained=False,
                                        num_classes=len(bundle.classes)).train()
-        self.mean = torch.tensor(list(cfg.backbone.mean)).view(1, 3, 1, 1)
-        self.std = torch.tensor(list(cfg.backbone.std)).view(1, 3, 1, 1)
+        mean, std = normalisation(self.model)
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(cfg.optimizer.lr))
         self.batch_size = int(cfg.dataset.batch_size)
         self.generator = torch.Generator().manual_seed(int(cfg.seed))

@@ -68,11 +68,12 @@ def bench_decode(state: Path, profile: Profile) -> dict[str, Any]:
 
 def bench_features(state: Path, profile: Profile) -> dict[str, Any]:
     from pipeline.config import compose
+    from pipeline.models.catalog import stage_count
     from pipeline.tracking.training_run import run_training
 
     base = [*base_overrides(state, profile), *profile.feature_overrides, "augmentation=none",
             "trainer.early_stopping_patience=null"]
-    depth = len(compose(base).backbone.stages)
+    depth = stage_count(compose(base).backbone)
     base.append(f"backbone.freeze_depth={depth}")
     low, high = profile.learning_rates
     lrs = np.geomspace(low, high, profile.feature_trials)

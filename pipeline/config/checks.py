@@ -9,6 +9,21 @@ from omegaconf import OmegaConf
 from pipeline.config.errors import ConfigError
 from pipeline.config.paths import CONF_DIR
 
+# Keys users type that set another key: the sweep's metric and direction are the objective's.
+ALIASES = {"sweep.metric": "objective.metric", "sweep.direction": "objective.direction"}
+
+
+def with_aliases(overrides: Sequence[str]) -> list[str]:
+    """The overrides with every aliased key written as the key it sets."""
+    out = []
+    for override in overrides:
+        key = key_of(override)
+        if key in ALIASES and "=" in override:
+            prefix = override[: len(override) - len(override.lstrip("+~"))]
+            override = f"{prefix}{ALIASES[key]}={override.split('=', 1)[1]}"
+        out.append(override)
+    return out
+
 
 def key_of(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")

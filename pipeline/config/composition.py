@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.config import resolvers  # noqa: F401 -- registers the resolvers conf/ uses
-from pipeline.config.checks import check_type, value_overrides, without_values
+from pipeline.config.checks import check_type, value_overrides, with_aliases, without_values
 from pipeline.config.errors import ConfigError, one_line
 from pipeline.config.paths import CONF_DIR
 
@@ -20,7 +20,9 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictC
     """Base config plus Hydra overrides (``key=value``, ``group=option``), fully resolved.
 
     Raises ConfigError with Hydra's own explanation (it names the key and the valid options).
+    ``sweep.metric`` and ``sweep.direction`` set ``objective.*`` (config.checks.ALIASES).
     """
+    overrides = with_aliases(overrides)
     cfg = _compose(config_name, list(overrides))
     values = value_overrides(overrides)
     if values:

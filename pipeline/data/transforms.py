@@ -6,6 +6,9 @@ model normalises them on the device.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import hydra
 from omegaconf import DictConfig
 from torchvision.transforms import v2
 
@@ -13,16 +16,29 @@ from pipeline.config.errors import ConfigError
 
 
 def build_augmentation(aug_cfg: DictConfig | dict | None) -> v2.Transform | None:
-    """The preset's transform, or None when it changes nothing (``none``, or all zeros)."""
+    """The preset's transform (its ``_target_``, instantiated by Hydra with the preset's keys; a
+    plain mapping of those keys is a ``jitter``), or None when it changes nothing."""
     if aug_cfg is None or aug_cfg.get("name") == "none":
         return None
-    rotation = float(aug_cfg.get("rotation", 0.0) or 0.0)
+    if "_target_" in aug_cfg:
+        return hydra.utils.instantiate(aug_cfg)
+    return jitter(**aug_cfg)
+
+
+def jitter(
+    *, name: str = "custom", rotation: float = 0.0, translate: Sequence[float] | None = None,
+    scale: Sequence[float] | None = None, shear: float = 0.0, hflip: float = 0.0,
+    brightness: float = 0.0, contrast: float = 0.0,
+) -> v2.Transform | None:
+    """Affine jitter, horizontal flip and intensity jitter (each 0 = off); None when all are off."""
+    aug_cfg = {"name": name, "translate": translate, "scale": scale}
+    rotation = float(rotation or 0.0)
     translate = _pair(aug_cfg, "translate", (0.0, 0.0))
     scale = _pair(aug_cfg, "scale", (1.0, 1.0))
-    shear = float(aug_cfg.get("shear", 0.0) or 0.0)
-    hflip = float(aug_cfg.get("hflip", 0.0) or 0.0)
-    brightness = float(aug_cfg.get("brightness", 0.0) or 0.0)
-    contrast = float(aug_cfg.get("contrast", 0.0) or 0.0)
+    shear = float(shear or 0.0)
+    hflip = float(hflip or 0.0)
+    brightness = float(brightness or 0.0)
+    contrast = float(contrast or 0.0)
     _check_range(aug_cfg, "hflip", hflip, 0.0, 1.0)
     _check_range(aug_cfg, "brightness", brightness, 0.0, 1.0)
     _check_range(aug_cfg, "contrast", contrast, 0.0, 1.0)

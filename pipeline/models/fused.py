@@ -61,6 +61,11 @@ def renormalisation(
     return ChannelAffine(scale, shift)
 
 
+def fused_stage_names(depth: int) -> list[str]:
+    """Names of a fused backbone's stages over networks of ``depth`` stages each, then ``fuse``."""
+    return ["stem", *(f"stage{i}" for i in range(1, depth)), "fuse"]
+
+
 def fused_from_timm(
     models: Sequence[nn.Module],
     name: str,
@@ -70,8 +75,8 @@ def fused_from_timm(
 ) -> StagedBackbone:
     """Stage i runs stage i of every model; a last ``fuse`` stage is the 1x1 convolution.
 
-    ``mean``/``std`` are the fused input's normalisation; each model's own (from its timm
-    pretrained_cfg) is restored by a fixed affine in front of its stem.
+    ``mean``/``std`` are the fused input's normalisation (the first network's); each model's own
+    (from its timm pretrained_cfg) is restored by a fixed affine in front of its stem.
     """
     branches = []
     for model in models:
@@ -84,9 +89,10 @@ def fused_from_timm(
     if any(len(stages) != depth for stages in branches):
         raise ValueError(f"{name}: the fused networks have different numbers of stages")
     channels = [_stage_channels(stages) for stages in branches]
+    names = fused_stage_names(depth)
     staged = [
         (
-            "stem" if i == 0 else f"stage{i}",
+            names[i],
             ParallelStage(
                 [stages[i] for stages in branches],
                 None if i == 0 else [ch[i - 1] for ch in channels],

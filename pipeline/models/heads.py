@@ -6,13 +6,15 @@ log-softmax itself), so the heads the papers describe "with softmax" end at thei
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+import hydra
 import torch.nn.functional as F
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from pipeline.config.errors import ConfigError
+from pipeline.config.errors import ConfigError, one_line
 
 
 def _pool() -> list[nn.Module]:
@@ -24,21 +26,16 @@ def _dropout(p: float) -> nn.Module:
 
 
 def linear_head(
-    cfg: DictConfig, in_channels: int, feature_hw: Sequence[int], classes: int
+    in_channels: int, feature_hw: Sequence[int], classes: int, *, name: str = "linear",
+    dropout: float = 0.0,
 ) -> nn.Module:
     """Global average pooling -> dropout(head.dropout) -> Linear to the classes."""
-    return nn.Sequential(*_pool(), _dropout(cfg.dropout), nn.Linear(in_channels, classes))
+    return nn.Sequential(*_pool(), _dropout(dropout), nn.Linear(in_channels, classes))
 
 
-def paper001_head(
-    cfg: DictConfig, in_channels: int, feature_hw: Sequence[int], classes: int
-) -> nn.Module:
-    """Paper 001: pool -> FC -> softmax; outputs logits, softmax is applied at prediction time."""
-    return linear_head(cfg, in_channels, feature_hw, classes)
-
-
-def paper003_head(
-    cfg: DictConfig, in_channels: int, feature_hw: Sequence[int], classes: int
+def flatten_mlp_head(
+    in_channels: int, feature_hw: Sequence[int], classes: int, *, name: str = "paper003",
+    hidden: Sequence[int] = (512, 256), dropout: float = 0.0,
 ) -> nn.Module:
     """Paper 003: flatten the whole map -> 512 ReLU -> 256 ReLU -> classes.
 
@@ -46,42 +43,42 @@ def paper003_head(
     """
     layers: list[nn.Module] = [nn.Flatten()]
     width = in_channels * int(feature_hw[0]) * int(feature_hw[1])
-    for hidden in cfg.hidden:
-        layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True), _dropout(cfg.dropout)]
-        width = hidden
+    for size in hidden:
+        layers += [nn.Linear(width, int(size)), nn.ReLU(inplace=True), _dropout(dropout)]
+        width = int(size)
     layers.append(nn.Linear(width, classes))
     return nn.Sequential(*layers)
 
 
-def paper004_head(
-    cfg: DictConfig, in_channels: int, feature_hw: Sequence[int], classes: int
+def pooled_bn_head(
+    in_channels: int, feature_hw: Sequence[int], classes: int, *, name: str = "paper004",
+    hidden: int = 2500, dropout: float = 0.5,
 ) -> nn.Module:
     """Paper 004: global pooling -> Linear 2500 -> ReLU -> BatchNorm1d -> dropout 0.5 -> classes."""
     return nn.Sequential(
         *_pool(),
-        nn.Linear(in_channels, cfg.hidden),
+        nn.Linear(in_channels, int(hidden)),
         nn.ReLU(inplace=True),
-        nn.BatchNorm1d(cfg.hidden),
-        _dropout(cfg.dropout),
-        nn.Linear(cfg.hidden, classes),
+        nn.BatchNorm1d(int(hidden)),
+        _dropout(dropout),
+        nn.Linear(int(hidden), classes),
     )
-
-
-HEADS: dict[str, Callable[[DictConfig, int, Sequence[int], int], nn.Module]] = {
-    "linear": linear_head,
-    "paper001": paper001_head,
-    "paper003": paper003_head,
-    "paper004": paper004_head,
-}
 
 
 def build_head(
     head_cfg: DictConfig, in_channels: int, feature_hw: Sequence[int], num_classes: int
 ) -> nn.Module:
-    """The configured head for a (in_channels, *feature_hw) map; outputs (B, num_classes) logits."""
-    if head_cfg.name not in HEADS:
-        raise ConfigError(f"head={head_cfg.name} is unknown: use one of {', '.join(HEADS)}")
-    return HEADS[head_cfg.name](head_cfg, in_channels, feature_hw, num_classes)
+    """The configured head (its ``_target_``, instantiated by Hydra with the head's keys) for a
+    (in_channels, *feature_hw) map; it outputs (B, num_classes) logits."""
+    name = head_cfg.get("name", "?")
+    if "_target_" not in head_cfg:
+        raise ConfigError(f"head={name} has no _target_: give conf/head/{name}.yaml one, e.g. "
+                          "_target_: pipeline.models.heads.linear_head")
+    try:
+        factory = hydra.utils.instantiate(head_cfg, _partial_=True)
+    except InstantiationException as exc:
+        raise ConfigError(f"head={name}: {one_line(exc)}") from exc
+    return factory(in_channels, feature_hw, num_classes)
 
 
 class Projection(nn.Module):

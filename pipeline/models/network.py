@@ -16,10 +16,10 @@ from pipeline.config.errors import ConfigError
 from pipeline.models.backbones import (
     StagedBackbone,
     check_input_size,
-    check_stage_names,
     feature_size,
     staged_from_timm,
 )
+from pipeline.models.catalog import normalisation
 from pipeline.models.fused import fused_from_timm
 from pipeline.models.heads import Projection, build_head
 from pipeline.models.weights import (
@@ -114,22 +114,23 @@ class ContrastiveChestXrayNet(ChestXrayNet):
         return self.projector(feature_map)
 
 
-def build_backbone(cfg: DictConfig) -> StagedBackbone:
-    """The configured backbone (``cfg`` is the ``backbone`` node), weights loaded and frozen."""
+def build_backbone(cfg: DictConfig) -> tuple[StagedBackbone, list[float], list[float]]:
+    """The configured backbone (``cfg`` is the ``backbone`` node), weights loaded and frozen,
+    with the input mean and std its (first) timm network expects."""
     from_file = bool(cfg.get("weights_path"))
     pretrained = bool(cfg.get("pretrained")) and not from_file
     names = component_names(cfg)
     models = [create_timm_model(cfg, name, pretrained) for name in names]
+    mean, std = normalisation(models[0])
     if cfg.get("components"):
-        backbone = fused_from_timm(models, cfg.name, cfg.mean, cfg.std, cfg.fuse_channels)
+        backbone = fused_from_timm(models, cfg.name, mean, std, cfg.fuse_channels)
     else:
         backbone = staged_from_timm(models[0], cfg.name)
-    check_stage_names(backbone, cfg)
     if from_file:
         prefixes = [f"{n}." for n in names] if cfg.get("components") else [""]
         load_weights_file(backbone, dict(zip(prefixes, models, strict=True)), cfg)
     backbone.freeze(int(cfg.freeze_depth))
-    return backbone
+    return backbone, mean, std
 
 
 def build_model(cfg: DictConfig, num_classes: int) -> ChestXrayNet:
@@ -138,11 +139,11 @@ def build_model(cfg: DictConfig, num_classes: int) -> ChestXrayNet:
         raise ConfigError(f"a classifier needs at least 2 classes, got num_classes={num_classes}")
     image_size = int(cfg.dataset.image_size)
     check_input_size(cfg.backbone, image_size)
-    backbone = build_backbone(cfg.backbone)
+    backbone, mean, std = build_backbone(cfg.backbone)
     head = build_head(
         cfg.head, backbone.out_channels, feature_size(backbone, image_size), num_classes
     )
-    args = (backbone, head, cfg.backbone.mean, cfg.backbone.std, describe_weights(cfg.backbone))
+    args = (backbone, head, mean, std, describe_weights(cfg.backbone))
     if cfg.loss.name == "supcon":
         return ContrastiveChestXrayNet(*args, projection_dim=int(cfg.loss.projection_dim))
     return ChestXrayNet(*args)

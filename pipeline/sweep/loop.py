@@ -72,7 +72,7 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         state = STATE_NAMES.get(trial.state, trial.state.name)
         if trial.state == TrialState.COMPLETE:
-            outcome = f"{cfg.sweep.metric}={trial.value:.4f}"
+            outcome = f"{cfg.objective.metric}={trial.value:.4f}"
         elif trial.state == TrialState.PRUNED:
             epochs = max(trial.intermediate_values, default=0) + 1
             outcome = f"pruned after {epochs} epoch(s)"
@@ -123,7 +123,7 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
         finish_parent(mlflow_client, parent, study, status)
     summary = summarize(study, storage_url(cfg), parent)
     if echo:
-        print_table(study, str(cfg.sweep.metric))
+        print_table(study, str(cfg.objective.metric))
         say(f"open the MLflow UI: make ui   (then http://127.0.0.1:5000, experiment "
             f"'{cfg.tracking.experiment}', parent run '{name}')")
     return summary

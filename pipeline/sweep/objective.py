@@ -81,7 +81,7 @@ class Objective:
         try:
             result = run_training(
                 trial_cfg, run_name=f"trial-{trial.number}", parent_run_id=self.parent_run_id,
-                tags=tags, callbacks=[*self.callbacks, pruning, counter],
+                tags=tags, callbacks=[*self.callbacks, counter, pruning],
                 raised={optuna.TrialPruned: "PRUNED"},
                 started=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
             )
@@ -94,7 +94,7 @@ class Objective:
         if result.state != "COMPLETE" or result.objective is None:
             error = result.error or "no objective value"
         elif not math.isfinite(result.objective):
-            error = f"{self.cfg.sweep.metric} is {result.objective}"
+            error = f"{self.cfg.objective.metric} is {result.objective}"
         if error:
             trial.set_user_attr("error", error[:1000])  # the reason, in Optuna too
             raise TrialFailed(error)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import CONF_DIR, PROJECT_ROOT
 from pipeline.config.errors import ConfigError
+from pipeline.models.catalog import stage_count
 
 SWEEPS_DIR = PROJECT_ROOT / "sweeps"
 TYPES = {
@@ -43,7 +44,7 @@ class SearchSpace:
             if kind == "categorical":
                 values[key] = trial.suggest_categorical(key, list(spec["choices"]))
                 continue
-            high = len(cfg.backbone.stages) if spec["high"] == "max" else spec["high"]
+            high = stage_count(cfg.backbone) if spec["high"] == "max" else spec["high"]
             kw = {"log": bool(spec.get("log", False))}
             if spec.get("step") is not None:
                 kw["step"] = spec["step"]
@@ -157,7 +158,7 @@ def _check_spec(path: Path, key: str, spec: Any, cfg: DictConfig) -> dict[str, A
     if high == "max":
         if kind != "int" or key != "backbone.freeze_depth":
             raise ConfigError(f"{where}.high: `max` only applies to backbone.freeze_depth")
-        high = len(cfg.backbone.stages)
+        high = stage_count(cfg.backbone)
     for bound, value in (("low", spec["low"]), ("high", high)):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}.{bound}={value!r} must be a number")

@@ -76,7 +76,7 @@ def study_name(cfg: DictConfig) -> str:
 
 
 def open_study(cfg: DictConfig) -> optuna.Study:
-    direction = str(cfg.sweep.direction)
+    direction = str(cfg.objective.direction)
     if direction not in ("maximize", "minimize"):
         raise ConfigError(f"sweep.direction={direction}: use maximize or minimize")
     study = optuna.create_study(

@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import tracking
-from pipeline.config import one_line
+from pipeline.config import CONF_DIR, compose, one_line
 from pipeline.config.errors import ConfigError, PipelineError
 
 _ABSENT = object()
@@ -63,11 +63,38 @@ def logged_config(mlflow_client: Any, run_id: str) -> DictConfig:
 
 
 def local_config(run_cfg: DictConfig, cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
-    """A logged config made to run here: this invocation's state dir and store, then overrides."""
-    local = OmegaConf.create(OmegaConf.to_container(run_cfg, resolve=True))
+    """A logged config made to run here: this invocation's state dir and store, then overrides.
+
+    Keys the config files have gained since the run was logged (a new group, a new key of its
+    backbone or head) are filled in from today's files for the options it chose; every key it
+    logged keeps its logged value.
+    """
+    local = OmegaConf.merge(_schema_of(run_cfg), OmegaConf.to_container(run_cfg, resolve=True))
     local.state_dir = str(cfg.state_dir)
     local.tracking.uri = tracking.tracking_uri(cfg)
     return apply_overrides(local, overrides)
+
+
+# Groups whose chosen option a logged config names in its ``name`` key.
+_NAMED_GROUPS = ("dataset", "backbone", "head", "loss", "augmentation", "scheduler")
+
+
+def _schema_of(run_cfg: DictConfig) -> DictConfig:
+    """Today's composition of the options a logged config chose (empty when one is gone)."""
+    choices = []
+    for group in _NAMED_GROUPS:
+        name = OmegaConf.select(run_cfg, f"{group}.name")
+        if name and (CONF_DIR / group / f"{name}.yaml").is_file():
+            choices.append(f"{group}={name}")
+    try:
+        schema = compose(choices)
+    except ConfigError:
+        return OmegaConf.create()
+    if "objective" not in run_cfg and OmegaConf.select(run_cfg, "sweep.metric"):
+        schema.objective.metric = run_cfg.sweep.metric  # logged before the objective group
+        schema.objective.direction = run_cfg.sweep.direction
+    OmegaConf.set_struct(schema, False)
+    return schema
 
 
 def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:

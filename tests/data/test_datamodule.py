@@ -115,10 +115,13 @@ def test_loader_settings_follow_the_machine() -> None:
 
 def test_auto_workers_take_no_cores_from_cpu_training(monkeypatch) -> None:
     preset = compose(["augmentation=light"]).augmentation
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only machine
     auto = ChestXrayDataModule(make_bundle(), 8, num_workers="auto", augmentation=preset)
-    assert auto.train_dataloader().num_workers == 0 or torch.cuda.is_available()
+    assert auto.train_dataloader().num_workers == 0
     assert auto.val_dataloader().num_workers == 0
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    beside_gpu = ChestXrayDataModule(make_bundle(), 8, num_workers="auto", augmentation=preset)
+    assert beside_gpu.num_workers >= 1 and beside_gpu.eval_workers == 0
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert loader_workers("auto", augmented=True) == 4  # a GPU trains while workers augment
     assert loader_workers("auto", augmented=False) == 0  # nothing to do in a worker

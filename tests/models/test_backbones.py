@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from pipeline.config import compose
 from pipeline.config.errors import ConfigError
 from pipeline.models import ChestXrayNet, build_model
+from pipeline.models.catalog import stage_count, stage_names
 
 BACKBONES = [
     "xception",
@@ -67,9 +68,7 @@ def timm_reference(cfg: DictConfig, net: ChestXrayNet) -> Callable[[Tensor], Ten
             renorm = branch[0]  # the fixed affine in front of the branch's stem
             mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, 3, 1, 1)
             std = torch.tensor(model.pretrained_cfg["std"]).view(1, 3, 1, 1)
-            pixels = x * torch.tensor(b.std).view(1, 3, 1, 1) + torch.tensor(b.mean).view(
-                1, 3, 1, 1
-            )
+            pixels = x * net.std + net.mean  # the fused input's own normalisation undone
             torch.testing.assert_close(renorm(x), (pixels - mean) / std)
             maps.append(model.forward_features(renorm(x)))
         return net.backbone.stages[-1](torch.cat(maps, dim=1))  # the 1x1 fusion conv
@@ -98,8 +97,10 @@ def bn_stats(module: nn.Module) -> list[Tensor]:
 
 def test_stage_names_match_config(built: Built) -> None:
     backbone = built.net.backbone
-    assert backbone.stage_names == list(built.cfg.backbone.stages)
-    assert built.net.num_stages == len(built.cfg.backbone.stages)
+    # The one source of a backbone's stages (what freeze_depth counts, what the sweep's `max` is)
+    # names exactly the stages the built network runs.
+    assert backbone.stage_names == stage_names(built.cfg.backbone)
+    assert built.net.num_stages == stage_count(built.cfg.backbone) >= 5
     features = built.net.eval().forward_features(images(built))
     assert features.shape[1] == backbone.out_channels
 
@@ -153,7 +154,8 @@ def test_out_of_range_freeze_depth(built: Built) -> None:
             net.set_freeze_depth(depth)
         assert str(err.value) == (
             f"backbone.freeze_depth={depth} is out of range for {name}: use 0..{n} "
-            f"(0 fine-tunes everything, {n} freezes the whole backbone)"
+            f"(0 fine-tunes everything, {n} freezes the whole backbone; its stages are "
+            f"{', '.join(stage_names(built.cfg.backbone))})"
         )
     net.set_freeze_depth(0)
 
@@ -201,7 +203,8 @@ def test_freeze_depth_from_config() -> None:
         build_model(cfg, NUM_CLASSES)
     assert str(err.value) == (
         "backbone.freeze_depth=7 is out of range for densenet121: use 0..5 "
-        "(0 fine-tunes everything, 5 freezes the whole backbone)"
+        "(0 fine-tunes everything, 5 freezes the whole backbone; its stages are stem, "
+        "denseblock1, denseblock2, denseblock3, denseblock4)"
     )
     cfg = backbone_cfg("resnet18", "backbone.freeze_depth=3", "dataset.image_size=32")
     net = build_model(cfg, NUM_CLASSES)
@@ -214,9 +217,11 @@ def test_freeze_depth_from_config() -> None:
 def test_normalisation_is_timm_pretrained_cfg(name: str) -> None:
     """The fused backbone takes its input as its first network (ResNet50) expects it."""
     b = backbone_cfg(name).backbone
+    cfg = backbone_cfg(name, f"dataset.image_size={max(32, int(b.min_input_size))}")
     pcfg = get_pretrained_cfg(b.components[0] if b.get("components") else b.timm_name)
-    assert tuple(b.mean) == pytest.approx(pcfg.mean)
-    assert tuple(b.std) == pytest.approx(pcfg.std)
+    net = build_model(cfg, NUM_CLASSES)
+    assert net.mean.flatten().tolist() == pytest.approx(pcfg.mean)
+    assert net.std.flatten().tolist() == pytest.approx(pcfg.std)
     assert b.input_size == pcfg.input_size[-1]
 
 

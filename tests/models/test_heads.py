@@ -78,9 +78,12 @@ def test_paper004_batchnorm_and_dropout() -> None:
     assert torch.equal(head(x), head(x))
 
 
-def test_unknown_head() -> None:
-    cfg = head_cfg("linear", "head.name=mlp")
-    with pytest.raises(ConfigError, match="head=mlp is unknown: use one of linear, paper001"):
+def test_a_head_without_a_factory_is_one_clear_error() -> None:
+    cfg = head_cfg("linear", "head._target_=pipeline.models.heads.no_such_head")
+    with pytest.raises(ConfigError, match="head=linear: .*no_such_head"):
+        build_head(cfg, CHANNELS, HW, CLASSES)
+    cfg = head_cfg("linear", "~head._target_")
+    with pytest.raises(ConfigError, match="head=linear has no _target_"):
         build_head(cfg, CHANNELS, HW, CLASSES)
 
 

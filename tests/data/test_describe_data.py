@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FRONTAL = {"PA", "AP", "AP Supine", "AP Erect"}
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.config import compose
 from pipeline.config.errors import ConfigError
+from pipeline.models.catalog import stage_count
 from pipeline.sweep.space import SWEEPS_DIR, load_space, overrides_of
 
 
@@ -24,7 +25,7 @@ def test_shipped_spaces_load_and_sample_composable_overrides(cfg, name):
     values = space.sample(trial, cfg)
     assert set(values) == set(space.params)
     depth = values.get("backbone.freeze_depth")
-    assert depth is None or 0 <= depth <= len(cfg.backbone.stages)
+    assert depth is None or 0 <= depth <= stage_count(cfg.backbone)
     trial_cfg = compose(["backbone=resnet18", *space.fixed_overrides(), *overrides_of(values)])
     for key, value in values.items():
         if "." in key:

@@ -176,7 +176,9 @@ def test_a_worker_starts_nothing_beyond_n_trials_while_another_runs_the_last(
 
     monkeypatch.setattr(study_module, "time", Clock)
     summary = run_study(cfg, overrides, echo=False)
-    assert waits == [1.0]
+    # It waited, and looked again well within a heartbeat interval (a dead worker's trial is
+    # retried as soon as its grace period is over).
+    assert len(waits) == 1 and 0 < waits[0] <= cfg.sweep.heartbeat_interval
     assert [t.number for t in open_study(cfg).trials] == [0]  # nothing asked beyond the budget
     assert summary["n_complete"] == 1 and summary["best_value"] == 0.5
     assert trial_runs(cfg, STUDY) == []

@@ -46,12 +46,18 @@ def test_a_rerun_on_cpu_repeats_every_logged_metric_exactly(store):
     assert again.data.tags["role"] == "rerun" and again.data.tags["rerun_of"] == original_id
     assert again.info.status == "FINISHED"
     assert again.data.params == original.data.params
-    assert again.data.metrics == original.data.metrics
+    # Every metric is repeated; only the sweep's objective (a trial's, not a re-run's) is not
+    # logged again, and it is the repeated run's val_auroc.
+    trial_metrics = dict(original.data.metrics)
+    assert trial_metrics.pop("objective") == again.data.metrics["val_auroc"]
+    assert again.data.metrics == trial_metrics
     assert "val_auroc" in again.data.metrics
     table = proc.stdout.splitlines()
-    for name, value in original.data.metrics.items():
+    for name, value in trial_metrics.items():
         line = next(ln for ln in table if ln.split()[:1] == [name])
         assert line.split()[1] == line.split()[2] == f"{value:.12g}" and line.split()[3] == "0"
+    objective = next(ln for ln in table if ln.split()[:1] == ["objective"]).split()
+    assert objective[1:] == [f"{original.data.metrics['objective']:.12g}", "-", "-"]  # listed
 
 
 def test_an_unknown_run_id_is_named(store):

@@ -17,6 +17,7 @@ from pipeline.config import PROJECT_ROOT, compose
 from pipeline.sweep.loop import run_study
 from pipeline.sweep.storage import open_study
 from pipeline.tracking.store import tracking_uri
+from pipeline.training.module import ChestXrayModule
 from tests.sweep_store import trial_runs
 
 TINY_SWEEP = ("tracking.log_model=false", "sweep.sampler=random")
@@ -102,27 +103,58 @@ def test_a_failing_trial_is_fail_and_the_sweep_goes_on(sweep):
     assert failed.info.status == "FAILED" and "loss became" in failed.data.tags["error"]
 
 
-def test_hopeless_trials_are_pruned(sweep):
+# Validation AUROC per epoch, by construction: the first trial learns, the others stay behind.
+SCRIPT = {0: [0.70, 0.80, 0.90], 1: [0.55, 0.56, 0.57], 2: [0.52, 0.53, 0.54]}
+
+
+def scripted_val_auroc(monkeypatch) -> None:
+    """Every validation epoch of the n-th trial to train reports SCRIPT[n][epoch] as val_auroc
+    (the rest of the training is real): the pruner's decisions are known on any machine."""
+    real = ChestXrayModule.on_validation_epoch_end
+    modules: list[int] = []
+
+    def on_validation_epoch_end(module) -> None:
+        if id(module) not in modules:
+            modules.append(id(module))
+        values = SCRIPT[modules.index(id(module))]
+        compute = module.val_metrics.compute
+        module.val_metrics.compute = lambda: {**compute(),
+                                              "val_auroc": values[module.current_epoch]}
+        try:
+            real(module)
+        finally:
+            del module.val_metrics.compute
+
+    monkeypatch.setattr(ChestXrayModule, "on_validation_epoch_end", on_validation_epoch_end)
+
+
+def test_hopeless_trials_are_pruned(sweep, monkeypatch):
     cfg, overrides = sweep(
         "sweep.n_trials=3", "trainer.max_epochs=3", "sweep.pruner_startup_trials=1",
         "sweep.pruner_warmup_epochs=0", "trainer.early_stopping_patience=null",
     )
-    study = open_study(cfg)
-    study.enqueue_trial({"optimizer.lr": 3e-3, "dataset.batch_size": 16,
-                         "backbone.freeze_depth": 0})
-    for _ in range(2):  # frozen backbone, a learning rate that barely moves the head
-        study.enqueue_trial({"optimizer.lr": 1e-7, "dataset.batch_size": 64,
-                             "backbone.freeze_depth": 5})
+    scripted_val_auroc(monkeypatch)
     summary = run_study(cfg, overrides, echo=False)
-    assert summary["n_pruned"] >= 1
-    pruned = [r for r in trial_runs(cfg, summary["study_name"]) if r.data.tags["state"] == "PRUNED"]
-    assert pruned and all(r.info.status == "KILLED" for r in pruned)
-    client = MlflowClient(tracking_uri(cfg))
+    # Trial 0 completes; trials 1 and 2 fall below its first epoch and are pruned at once.
+    assert (summary["n_complete"], summary["n_pruned"], summary["n_fail"]) == (1, 2, 0)
     trials = {t.number: t for t in open_study(cfg).trials}
-    for run in pruned:  # every epoch Optuna saw is in the run's metric history
+    assert trials[0].state == TrialState.COMPLETE
+    assert list(trials[0].intermediate_values.values()) == pytest.approx(SCRIPT[0])
+    for number in (1, 2):
+        assert trials[number].state == TrialState.PRUNED
+        assert trials[number].intermediate_values == pytest.approx({0: SCRIPT[number][0]})
+        assert trials[number].user_attrs["epochs"] == 1
+    runs = {int(r.data.tags["optuna_trial"]): r for r in trial_runs(cfg, summary["study_name"])}
+    client = MlflowClient(tracking_uri(cfg))
+    for number, trial in trials.items():  # every epoch Optuna saw is in the run's history
+        run = runs[number]
+        assert run.data.tags["state"] == trial.state.name
+        assert run.info.status == ("FINISHED" if number == 0 else "KILLED")
         history = client.get_metric_history(run.info.run_id, "val_auroc")
-        reported = trials[int(run.data.tags["optuna_trial"])].intermediate_values
-        assert [m.value for m in history] == pytest.approx(list(reported.values()))
+        epochs = [m for m in history if m.step < len(SCRIPT[number])]
+        assert [m.value for m in epochs] == pytest.approx(list(trial.intermediate_values.values()))
+    # The complete trial's best epoch was chosen on the scripted values: the last one.
+    assert runs[0].data.metrics["best_epoch"] == 2
 
 
 def test_ctrl_c_ends_the_trial_cleanly_and_a_resume_finishes(sweep, tiny_overrides):
