@@ -14,17 +14,13 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.cli import print_json_line, run
 from pipeline.config import compose
 from pipeline.config.errors import ConfigError
-from pipeline.data import decode_image
-from pipeline.inference.gradcam import grad_cam, rebuild_net, save_overlay
-from pipeline.inference.prediction import cam_path, predict_files, resolve_model, split_overrides
+from pipeline.inference.cams import CamWriter
+from pipeline.inference.gradcam import rebuild_net
+from pipeline.inference.prediction import predict_files, resolve_model, split_overrides
 from pipeline.tracking.logged import logged_config, open_store
-
-CAM_DISPLAY_SIZE = 256  # overlays are drawn at least this large
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -46,22 +42,16 @@ def main(argv: list[str]) -> int:
     cfg = compose(overrides)
     mlflow_client = open_store(cfg, f"no model {args.model} to predict with")
     model, run_id = resolve_model(mlflow_client, cfg, args.model)
-    net = rebuild_net(logged_config(mlflow_client, run_id), model) if args.cam else None
-    used: set[Path] = set()
+    cams = None
+    if args.cam:
+        cams = CamWriter(rebuild_net(logged_config(mlflow_client, run_id), model), model, args.cam)
     failed = 0
     for pred in predict_files(model, images):
         print_json_line(pred.as_json())
         if pred.error is not None:
             failed += 1
-        elif net is not None:
-            cam, probs = grad_cam(net, pred.pixels)
-            if not np.allclose(probs, list(pred.probabilities.values()), atol=1e-4):
-                print(f"warning: the rebuilt network disagrees with the logged model on "
-                      f"{pred.image}", file=sys.stderr)
-            size = max(model.image_size, CAM_DISPLAY_SIZE)
-            path = save_overlay(cam_path(args.cam, pred.image, used),
-                                decode_image(pred.image, size), cam)
-            print(f"cam: {path}", file=sys.stderr, flush=True)
+        elif cams is not None:
+            print(f"cam: {cams.write(pred)}", file=sys.stderr, flush=True)
     return 1 if failed else 0
 
 
