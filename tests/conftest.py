@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+
+# No network here: a request for ImageNet weights fails at once instead of after a minute of
+# retries (the message it gives is what the tests check). Child processes inherit it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "covid-chestxray-sample"
@@ -62,3 +67,15 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def resnet18_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """resnet18 weights the tests save themselves (timm's seeded initialisation): freezing
+    stages needs weights that come from somewhere, and none can be downloaded here."""
+    import timm
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pt"
+    torch.save(timm.create_model("resnet18").state_dict(), path)
+    return path

@@ -97,7 +97,7 @@ def sweep_store(root: Path) -> SweepStore:
     first = client.get_run(trials["resnet18"][0])
     fingerprint = first.data.tags["data_fingerprint"]
     same = {k: first.data.tags[k] for k in ("dataset", "data_fingerprint", "image_size", "seed")}
-    best = {"val_auroc": 1.0, "val_loss": 0.0}
+    best = {"best_val_auroc": 1.0, "best_val_loss": 0.0}
     decoy_specs = {
         "rerun": RunSpec({**same, "backbone": "resnet18", "role": "rerun", "state": "COMPLETE",
                           "rerun_of": trials["resnet18"][0]}, best),

@@ -67,14 +67,23 @@ def bench_decode(state: Path, profile: Profile) -> dict[str, Any]:
 
 
 def bench_features(state: Path, profile: Profile) -> dict[str, Any]:
+    import timm
+    import torch
+
     from pipeline.config import compose
     from pipeline.models.catalog import stage_count
     from pipeline.tracking.training_run import run_training
 
     base = [*base_overrides(state, profile), *profile.feature_overrides, "augmentation=none",
             "trainer.early_stopping_patience=null"]
-    depth = stage_count(compose(base).backbone)
-    base.append(f"backbone.freeze_depth={depth}")
+    backbone = compose(base).backbone
+    depth = stage_count(backbone)
+    # Frozen stages need weights from somewhere (random ones may not be frozen), and none can be
+    # downloaded offline: the benchmark saves timm's seeded initialisation itself.
+    weights = state / f"{backbone.name}-weights.pt"
+    torch.manual_seed(0)
+    torch.save(timm.create_model(str(backbone.timm_name)).state_dict(), weights)
+    base += [f"backbone.freeze_depth={depth}", f"backbone.weights_path={weights}"]
     low, high = profile.learning_rates
     lrs = np.geomspace(low, high, profile.feature_trials)
     wall = {"false": 0.0, "true": 0.0}

@@ -113,10 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"profile {profile.name}, {torch.get_num_threads()} torch threads, parts "
         f"{', '.join(args.only)}")
     begin = time.perf_counter()
-    from pipeline.training.signals import (  # Lightning, MLflow, timm...
-        Interrupted,
-        graceful_interrupts,
-    )
+    import pipeline.tracking.training_run  # noqa: F401 -- Lightning, MLflow, timm: import_s
+    from pipeline.training.signals import Interrupted, graceful_interrupts
 
     import_s = time.perf_counter() - begin
     try:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.config import resolvers  # noqa: F401 -- registers the resolvers conf/ uses
@@ -24,6 +24,7 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictC
     """
     overrides = with_aliases(overrides)
     cfg = _compose(config_name, list(overrides))
+    resolve_auto_weights(cfg)
     values = value_overrides(overrides)
     if values:
         # Same groups, no values: what each overridden key holds by default, to check its type.
@@ -41,3 +42,18 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(f"bad config or override: {one_line(exc)}") from exc
     return cfg
+
+
+def resolve_auto_weights(cfg: DictConfig) -> None:
+    """``backbone.pretrained=auto``: ImageNet weights on every dataset but the synthetic one
+    (whose generated images are there to try the pipeline offline)."""
+    backbone = cfg.get("backbone")
+    if backbone is None or isinstance(backbone.get("pretrained"), bool):
+        return
+    if str(backbone.get("pretrained")).lower() != "auto":
+        raise ConfigError(f"backbone.pretrained={backbone.get('pretrained')!r}: use auto, true "
+                          "or false")
+    dataset = str(OmegaConf.select(cfg, "dataset.name", default=""))
+    value = dataset != "synthetic"
+    with open_dict(cfg):
+        backbone.pretrained = value

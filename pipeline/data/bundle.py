@@ -20,7 +20,14 @@ from pipeline.data import duplicates, sources
 from pipeline.data.duplicates import DuplicateGroup
 from pipeline.data.hashing import digest_strings
 from pipeline.data.layouts import SCANNERS
-from pipeline.data.splits import SPLIT_NAMES, assign_splits, patient_overlap
+from pipeline.data.positives import choose_positive
+from pipeline.data.splits import (
+    SPLIT_NAMES,
+    assign_splits,
+    patient_overlap,
+    split_unit,
+    warn_image_split,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,7 @@ class DataBundle:
     root: Path | None = None
     images_path: Path | None = field(default=None, repr=False)  # the cache file behind images
     duplicates: list[DuplicateGroup] = field(default_factory=list)  # same image, several rows
+    split_unit: str = "patient"  # patient: grouped by patient id; image: no ids were given
 
     def indices(self, split: str) -> np.ndarray:
         """Row indices of one split, in order."""
@@ -115,6 +123,8 @@ class DataBundle:
             "skipped": len(self.skipped),
             "duplicate_groups": len(self.duplicates),
             "duplicates_across_splits": self.duplicates_across_splits(),
+            "positive_class": self.positive_class,
+            "split_unit": self.split_unit,
             "image_size": self.image_size,
             "fingerprint": self.fingerprint,
         }
@@ -178,15 +188,12 @@ def build_bundle(ds: DictConfig, sdir: Path) -> DataBundle:
         int(ds.seed),
         rows.given,
     )
-    positive = ds.get("positive_class")
-    if positive is not None and str(positive) not in rows.classes:
-        raise ConfigError(
-            f"dataset.positive_class={positive!r} is not one of the classes {rows.classes}: "
-            f"set it to one of them (or null)"
-        )
+    unit = split_unit(rows.patient_known)
+    if unit == "image":
+        warn_image_split(name)
     bundle = DataBundle(
         classes=list(rows.classes),
-        positive_class=str(positive) if positive is not None and len(rows.classes) == 2 else None,
+        positive_class=choose_positive(ds.get("positive_class"), list(rows.classes)),
         images=rows.images,
         labels=rows.labels,
         patients=patients,
@@ -199,6 +206,7 @@ def build_bundle(ds: DictConfig, sdir: Path) -> DataBundle:
         root=rows.root,
         images_path=rows.images_path,
         duplicates=found,
+        split_unit=unit,
     )
     duplicates.warn_about(found, policy, split, rows.labels, rows.classes, rows.files, rows.root)
     manifest_csv = bundle.manifest().to_csv(index=False, lineterminator="\n")

@@ -41,6 +41,7 @@ class Rows:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     root: Path | None = None
     content: list[str] | None = None  # per-row hash of the source file's bytes, when there is one
+    patient_known: np.ndarray | None = None  # (N,) bool: the row has a real patient id
 
 
 def from_files(ds: DictConfig, state_dir: Path) -> Rows:
@@ -69,6 +70,7 @@ def from_files(ds: DictConfig, state_dir: Path) -> Rows:
         labels=np.array([class_index[listing.labels[i]] for i in rows], dtype=np.int64),
         classes=listing.classes,
         patients=[listing.patients[i] or files[r] for r, i in enumerate(rows)],
+        patient_known=np.array([listing.patients[i] is not None for i in rows], dtype=bool),
         files=files,
         image_digest=digest_strings(decoded.hashes),
         given=np.array([listing.splits[i] for i in rows]) if listing.splits else None,
@@ -134,6 +136,7 @@ def from_synthetic(ds: DictConfig, state_dir: Path) -> Rows:
         labels=meta["labels"].astype(np.int64),
         classes=[str(c) for c in meta["classes"]],
         patients=[str(p) for p in meta["patients"]],
+        patient_known=np.ones(len(images), dtype=bool),
         files=[f"synthetic/{i:06d}" for i in range(len(images))],
         image_digest=str(meta["digest"]),
     )
@@ -189,6 +192,7 @@ def from_medmnist(ds: DictConfig, state_dir: Path) -> Rows:
         labels=labels,
         classes=classes,
         patients=list(files),
+        patient_known=np.zeros(len(files), dtype=bool),
         files=files,
         image_digest=content,
         given=given,

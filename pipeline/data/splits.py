@@ -14,6 +14,27 @@ from pipeline.config.errors import ConfigError, DataError
 SPLIT_NAMES = ("train", "val", "test")
 
 
+class ImageSplitWarning(UserWarning):
+    """No patient ids: the split is by image, so a patient's images may straddle splits."""
+
+
+def split_unit(patient_known: np.ndarray) -> str:
+    """``patient`` when some images carry a patient id (the rest are their own patients),
+    ``image`` when none does."""
+    return "patient" if bool(np.any(patient_known)) else "image"
+
+
+def warn_image_split(dataset: str) -> None:
+    warnings.warn(
+        f"dataset={dataset} gives no patient ids, so the split is by image: images of one "
+        "patient (follow-ups, both views) may straddle train/val/test and inflate every test "
+        "score; give ids with dataset.patient_pattern=<regex on the file name> (imagefolder, "
+        "covid19_radiography) or dataset.patient_column (manifest)",
+        ImageSplitWarning,
+        stacklevel=3,
+    )
+
+
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
     for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= value < 1.0:

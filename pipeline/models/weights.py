@@ -71,8 +71,8 @@ def require_published(cfg: DictConfig) -> None:
             raise PipelineError(
                 f"ImageNet weights for {cfg.name} (timm {timm_name}) cannot be loaded: timm "
                 f"publishes no pretrained weights for {timm_name}. Pass backbone.weights_path="
-                f"<a local state dict file: {weights_hint(cfg)}> instead of "
-                f"backbone.pretrained=true"
+                f"<a local state dict file: {weights_hint(cfg)}>, or set "
+                f"backbone.pretrained=false to train from random weights"
             )
 
 
@@ -94,7 +94,8 @@ def create_timm_model(cfg: DictConfig, timm_name: str, pretrained: bool) -> nn.M
         raise PipelineError(
             f"ImageNet weights for {label} (timm {pretrained_tag(timm_name)}) could not be loaded: "
             f"{_short(one_line(exc))}. Either run once with internet access so timm caches them "
-            f"({cache}), or pass backbone.weights_path=<a local state dict file>"
+            f"({cache}), pass backbone.weights_path=<a local state dict file>, or set "
+            f"backbone.pretrained=false to train from random weights"
         ) from exc
 
 

@@ -2,7 +2,8 @@
 
 Competing runs are sweep trials (``role=trial``) that finished COMPLETE on one dataset and split
 (one ``data_fingerprint``): never re-runs, single trainings or selection runs. They are ranked by
-``select.metric`` on the validation split, ties to the lower ``val_loss``; the test split is not
+the best epoch's ``select.metric`` on the validation split (``best_val_auroc``, logged apart from
+the per-epoch values), ties to the lower ``best_val_loss``; the test split is not
 looked at here.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pipeline.config.errors import PipelineError
-from pipeline.tracking.search import count_runs, first_per_value, order_by, where
+from pipeline.tracking.search import best_of, count_runs, first_per_value, order_by, where
 
 FINISHED = "attributes.status = 'FINISHED'"
 
@@ -124,7 +125,7 @@ def candidates(mlflow_client: Any, comp: Competition) -> list[Candidate]:
     found = first_per_value(mlflow_client, [comp.experiment_id], comp.filter(), "backbone", order)
     out: list[Candidate] = []
     for backbone, run in found:
-        value = run.data.metrics.get(comp.metric)
+        value = run.data.metrics.get(best_of(comp.metric))
         if value is None or not math.isfinite(value):
             continue  # its best has no finite value: no run of this backbone has one
         out.append(Candidate(
@@ -137,7 +138,8 @@ def candidates(mlflow_client: Any, comp: Competition) -> list[Candidate]:
     if not out:
         logged = sorted(found[0][1].data.metrics) if found else []
         raise PipelineError(
-            f"no complete trial of data {comp.fingerprint} has a finite {comp.metric}: check "
+            f"no complete trial of data {comp.fingerprint} has a finite {best_of(comp.metric)}: "
+            f"check "
             f"select.metric (these runs log {', '.join(logged[:12]) or 'no metrics'})"
         )
     return out

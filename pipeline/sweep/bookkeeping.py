@@ -19,18 +19,19 @@ from pipeline import tracking
 from pipeline.sweep.budget import STATE_NAMES
 from pipeline.sweep.space import SearchSpace
 from pipeline.sweep.summary import best_trial, state_counts
+from pipeline.tracking.search import all_runs, where
+
+RUNNING = "attributes.status = 'RUNNING'"
+DIED = "worker died during this trial"
 
 
 def close_orphaned_runs(cfg: DictConfig, study: optuna.Study, mlflow_client: Any) -> int:
-    """Trial runs left RUNNING by a killed worker whose Optuna trial has ended: mark KILLED."""
+    """Trial runs left RUNNING by a killed worker whose Optuna trial has ended: mark KILLED,
+    and their parent (the dead invocation's study run) with them. Pages through every run."""
     exp = tracking.experiment_id(cfg, mlflow_client)
-    name = study.study_name.replace("'", "\\'")
-    runs = mlflow_client.search_runs(
-        [exp],
-        filter_string=f"tags.study_name = '{name}' AND tags.role = 'trial' "
-        "AND attributes.status = 'RUNNING'",
-        max_results=1000,
-    )
+    # All pages first: closing a run takes it out of the RUNNING pages still to be read.
+    runs = list(all_runs(mlflow_client, [exp], where(RUNNING, role="trial",
+                                                      study_name=study.study_name)))
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
     closed = 0
     for run in runs:
@@ -38,10 +39,55 @@ def close_orphaned_runs(cfg: DictConfig, study: optuna.Study, mlflow_client: Any
         if states.get(number, TrialState.FAIL) != TrialState.RUNNING:
             mlflow_client.set_tag(run.info.run_id, "state", STATE_NAMES[states.get(
                 number, TrialState.FAIL)])
-            mlflow_client.set_tag(run.info.run_id, "error", "worker died during this trial")
+            mlflow_client.set_tag(run.info.run_id, "error", DIED)
             mlflow_client.set_terminated(run.info.run_id, status="KILLED")
             closed += 1
+            parent = run.data.tags.get("mlflow.parentRunId")
+            if parent:
+                _close_parent(mlflow_client, parent)
     return closed
+
+
+def close_orphaned_parents(cfg: DictConfig, name: str, mlflow_client: Any) -> int:
+    """Study runs left RUNNING by a worker of this machine that is no longer alive (killed
+    between trials, or mid-trial before its grace period was over): mark KILLED."""
+    exp = tracking.experiment_id(cfg, mlflow_client)
+    closed = 0
+    for run in list(all_runs(mlflow_client, [exp],
+                             where(RUNNING, role="study", study_name=name))):
+        tags = run.data.tags
+        if tags.get("host") == socket.gethostname() and not _alive(tags.get("pid", "")):
+            closed += _close_parent(mlflow_client, run.info.run_id)
+    return closed
+
+
+def live_workers(cfg: DictConfig, name: str, mlflow_client: Any) -> int:
+    """Study runs of this study still RUNNING: the other workers on it now."""
+    exp = tracking.experiment_id(cfg, mlflow_client)
+    return sum(1 for _ in all_runs(mlflow_client, [exp],
+                                   where(RUNNING, role="study", study_name=name)))
+
+
+def _close_parent(mlflow_client: Any, run_id: str) -> int:
+    run = mlflow_client.get_run(run_id)
+    if run.info.status != "RUNNING":
+        return 0
+    mlflow_client.set_tag(run_id, "error", "the worker of this study run died")
+    mlflow_client.set_terminated(run_id, status="KILLED")
+    return 1
+
+
+def _alive(pid: str) -> bool:
+    """Whether a process of this machine with that id still runs (a pid never given: yes)."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def start_parent_run(cfg: DictConfig, space: SearchSpace, fingerprint: str, mlflow_client: Any,
@@ -119,8 +165,11 @@ def log_plots(mlflow_client: Any, parent_run_id: str, study: optuna.Study) -> li
     return written
 
 
-def finish_parent(mlflow_client: Any, parent: str, study: optuna.Study, status: str) -> None:
+def finish_parent(mlflow_client: Any, parent: str, study: optuna.Study, status: str,
+                  stop_reason: str | None = None) -> None:
     try:
+        if stop_reason:
+            mlflow_client.set_tag(parent, "stop_reason", stop_reason[:5000])
         counts = state_counts(study)
         for key, value in counts.items():
             mlflow_client.log_metric(parent, f"n_{key.lower()}", value)

@@ -19,25 +19,30 @@ from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline import tracking
+from pipeline.config import compose
 from pipeline.data import load_data
+from pipeline.models.weights import describe_weights
 from pipeline.sweep.bookkeeping import (
+    close_orphaned_parents,
     close_orphaned_runs,
     finish_parent,
+    live_workers,
     log_best,
     log_objective,
     start_parent_run,
 )
 from pipeline.sweep.budget import STATE_NAMES, fail_stale_trials, progress
 from pipeline.sweep.objective import Objective, TrialFailed
-from pipeline.sweep.space import load_space
-from pipeline.sweep.storage import open_study, public_url, setup_lock, storage_url
+from pipeline.sweep.space import SearchSpace, load_space
+from pipeline.sweep.storage import open_study, public_url, setup_lock, storage_url, study_name
 from pipeline.sweep.summary import best_trial, print_table, summarize
 from pipeline.training.signals import Interrupted
 
 
 def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
               callbacks: Sequence[pl.Callback] = ()) -> dict:
-    """Run (or resume, or join) the study until it holds ``sweep.n_trials`` finished trials.
+    """Run (or resume, or join) the study until it holds ``sweep.n_trials`` finished trials, or
+    until ``sweep.max_consecutive_failures`` trials in a row fail with one error.
 
     ``overrides`` are the command line's, replayed under each trial's sampled values;
     ``callbacks`` join every trial's trainer (before the pruning callback).
@@ -45,12 +50,20 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
     """
     say = print if echo else (lambda *a, **k: None)
     space = load_space(str(cfg.sweep.space), cfg)
+    # What a trial runs before its sampled values: the base config, the space's fixed keys,
+    # then the command line. Every study-level setting (the pruner's budget) is read from it.
+    trial_cfg = compose([*space.fixed_overrides(), *overrides])
+    space = fit_space_to_weights(space, trial_cfg, say)
     with setup_lock(cfg):
         bundle = load_data(cfg)  # once: fails early on bad data, and every trial reuses it
-        study = open_study(cfg)
         mlflow_client = tracking.client(cfg)
         tracking.experiment_id(cfg, mlflow_client)
-    name = study.study_name
+        name = study_name(cfg)
+        if close_orphaned_parents(cfg, name, mlflow_client):
+            say("closed the study run of a worker of this machine that died (now KILLED)")
+        worker = live_workers(cfg, name, mlflow_client)
+        study = open_study(trial_cfg, worker)
+        parent = start_parent_run(cfg, space, bundle.fingerprint, mlflow_client, name)
 
     def close_orphans() -> None:
         closed = close_orphaned_runs(cfg, study, mlflow_client)
@@ -60,7 +73,6 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
 
     fail_stale_trials(study)  # a killed worker's trial, past its grace period: FAIL, retried
     close_orphans()
-    parent = start_parent_run(cfg, space, bundle.fingerprint, mlflow_client, name)
     n_total = int(cfg.sweep.n_trials)
     done_before, running = progress(study)
     elsewhere = f", {len(running)} running in other workers" if running else ""
@@ -68,6 +80,7 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
         f"{public_url(storage_url(cfg))}; MLflow parent run {parent}")
 
     objective = Objective(cfg, study, space, overrides, parent, say, callbacks)
+    failures = FailureStreak(int(cfg.sweep.max_consecutive_failures))
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         state = STATE_NAMES.get(trial.state, trial.state.name)
@@ -77,12 +90,13 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
             epochs = max(trial.intermediate_values, default=0) + 1
             outcome = f"pruned after {epochs} epoch(s)"
         else:
-            outcome = "failed"
+            outcome = f"failed: {trial.user_attrs.get('error', '?')}"
         best = best_trial(study)
         best_text = f"best {best.value:.4f} (trial {best.number})" if best else "no best yet"
         say(f"  trial {trial.number}: {state} {outcome}; {best_text}", flush=True)
         log_objective(mlflow_client, trial)
         log_best(mlflow_client, parent, study, trial.number)
+        failures.add(trial)
 
     # One trial at a time, each asked only while finished + running trials (of every worker)
     # stay below sweep.n_trials. A worker with nothing left to start waits for the others'
@@ -91,7 +105,7 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
     deadline = None if timeout is None else time.monotonic() + float(timeout)
     poll = max(1.0, min(float(cfg.sweep.heartbeat_interval), 5.0))
     waited_for: list[int] = []
-    status = "FINISHED"
+    status, stop_reason = "FINISHED", None
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         while deadline is None or time.monotonic() < deadline:
@@ -111,6 +125,10 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
             waited_for = []
             study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[after_trial],
                            gc_after_trial=True)
+            if failures.stopped:
+                status, stop_reason = "FAILED", failures.reason()
+                say(f"stopping: {stop_reason}", flush=True)
+                break
     except (KeyboardInterrupt, Interrupted) as exc:
         status = "KILLED"
         if isinstance(exc, Interrupted):  # Ctrl-C between trials
@@ -120,10 +138,58 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
         status = "FAILED"
         raise
     finally:
-        finish_parent(mlflow_client, parent, study, status)
+        finish_parent(mlflow_client, parent, study, status, stop_reason)
     summary = summarize(study, storage_url(cfg), parent)
+    summary["stop_reason"] = stop_reason
     if echo:
         print_table(study, str(cfg.objective.metric))
         say(f"open the MLflow UI: make ui   (then http://127.0.0.1:5000, experiment "
             f"'{cfg.tracking.experiment}', parent run '{name}')")
+    if status == "FAILED" or not summary["n_complete"] + summary["n_pruned"]:
+        raise SweepFailed(stop_reason or "no trial completed or was pruned", summary)
     return summary
+
+
+class SweepFailed(Exception):
+    """The study ended without a result to stand on; ``summary`` is what it holds."""
+
+    def __init__(self, reason: str, summary: dict):
+        super().__init__(reason)
+        self.summary = summary
+
+
+def fit_space_to_weights(space: SearchSpace, trial_cfg: DictConfig, say) -> SearchSpace:
+    """On random weights a frozen stage is a random feature extractor, which training refuses:
+    the space's freeze depth collapses to the configured one (0), with one line saying so."""
+    key = "backbone.freeze_depth"
+    if key not in space.params or describe_weights(trial_cfg.backbone) != "random":
+        return space
+    narrowed = space.without(key)
+    say(f"backbone weights are random (backbone.pretrained=false): {key} stays "
+        f"{trial_cfg.backbone.freeze_depth} (frozen random stages learn nothing); the space "
+        f"searches {', '.join(narrowed.params) or 'nothing else'}", flush=True)
+    return narrowed
+
+
+class FailureStreak:
+    """This worker's trials failing in a row with one error: after ``limit`` of them the sweep
+    stops instead of spending its budget on the same failure."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.errors: list[str] = []
+
+    def add(self, trial: FrozenTrial) -> None:
+        if trial.state != TrialState.FAIL or trial.user_attrs.get("interrupted"):
+            self.errors = []
+            return
+        error = str(trial.user_attrs.get("error", "an unknown error"))
+        self.errors = [*self.errors, error] if self.errors[-1:] == [error] else [error]
+
+    @property
+    def stopped(self) -> bool:
+        return self.limit > 0 and len(self.errors) >= self.limit
+
+    def reason(self) -> str:
+        return (f"{len(self.errors)} consecutive trials failed with the same error "
+                f"(sweep.max_consecutive_failures={self.limit}): {self.errors[-1]}")

@@ -16,9 +16,8 @@ import lightning.pytorch as pl
 import optuna
 from omegaconf import DictConfig
 
-from pipeline.config import compose
+from pipeline.config import PipelineError, compose
 from pipeline.sweep.budget import progress
-from pipeline.sweep.samplers import make_sampler
 from pipeline.sweep.space import SearchSpace, overrides_of
 from pipeline.sweep.summary import fmt
 from pipeline.tracking.training_run import run_training
@@ -65,14 +64,17 @@ class Objective:
         from optuna_integration import PyTorchLightningPruningCallback
 
         cfg, n_total = self.cfg, int(self.cfg.sweep.n_trials)
-        self.study.sampler = make_sampler(cfg, trial.number)  # samplers keep no state of their own
         values = self.space.sample(trial, cfg)
         trial_overrides = [*self.space.fixed_overrides(), *self.overrides, *overrides_of(values)]
         trial.set_user_attr("overrides", trial_overrides)
         finished, running = progress(self.study)  # running: this trial and other workers' ones
         self.say(f"trial {trial.number} ({min(finished + len(running), n_total)} of {n_total}): "
                  + ", ".join(f"{k}={fmt(v)}" for k, v in values.items()), flush=True)
-        trial_cfg = compose(trial_overrides)
+        try:
+            trial_cfg = compose(trial_overrides)
+        except PipelineError as exc:  # a sampled value the config refuses: this trial's FAIL
+            trial.set_user_attr("error", f"ConfigError: {exc}"[:1000])
+            raise TrialFailed(str(exc)) from exc
         tags = {"role": "trial", "study_name": self.study.study_name,
                 "optuna_trial": str(trial.number), "sweep_space": self.space.name}
         counter = EpochCount()

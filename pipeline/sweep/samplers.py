@@ -9,16 +9,18 @@ from omegaconf import DictConfig
 from pipeline.config.errors import ConfigError
 
 
-def make_sampler(cfg: DictConfig, trial_number: int | None = None) -> optuna.samplers.BaseSampler:
-    """The sampler seeded from ``seed``, and from the trial number when given: every trial then
-    draws its own values, reproducibly, whichever worker runs it (workers seeded alike would
-    all draw the same ones)."""
-    name, seed = str(cfg.sweep.sampler), int(cfg.seed)
-    if trial_number is not None:
-        seed = int(np.random.SeedSequence([seed, trial_number]).generate_state(1)[0])
+def make_sampler(cfg: DictConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The study's sampler, made once per worker: seeded from ``seed`` and the worker's index
+    (0 for the first; workers seeded alike would draw the same values), so a one-worker study
+    repeats its trials from ``seed``. TPE uses the constant liar: a value sampled while other
+    workers' trials run stays clear of theirs."""
+    name = str(cfg.sweep.sampler)
+    seed = int(np.random.SeedSequence([int(cfg.seed), int(worker)]).generate_state(1)[0])
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(
-            cfg.sweep.get("startup_trials", 5)))
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=int(cfg.sweep.get("startup_trials", 5)),
+            constant_liar=True,
+        )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ConfigError(f"sweep.sampler={name}: use tpe or random")

@@ -33,6 +33,11 @@ class SearchSpace:
     params: dict[str, dict[str, Any]]
     fixed: dict[str, Any]
 
+    def without(self, key: str) -> SearchSpace:
+        """The space with ``key`` no longer searched (trials keep its configured value)."""
+        params = {k: v for k, v in self.params.items() if k != key}
+        return SearchSpace(self.name, self.path, params, dict(self.fixed))
+
     def fixed_overrides(self) -> list[str]:
         return [f"{key}={_override_value(v)}" for key, v in self.fixed.items()]
 

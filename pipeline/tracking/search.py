@@ -7,7 +7,7 @@ run whose tag differs from every value seen, and so on, one short query per dist
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipeline.config.errors import ConfigError
@@ -33,13 +33,20 @@ def where(*clauses: str, **tags: str | None) -> str:
     return " AND ".join(parts)
 
 
+def best_of(metric: str) -> str:
+    """The name a run logs its best epoch's value of ``metric`` under: ``best_val_auroc`` for
+    ``val_auroc`` (per-epoch values keep their own name); other metrics as they are."""
+    return f"best_{metric}" if metric.startswith("val_") else metric
+
+
 def order_by(metric: str, direction: str) -> list[str]:
-    """Best first by ``metric``, ties to the lower ``val_loss``, then to the earlier run."""
+    """Best first by the best epoch's ``metric`` (``best_of``), ties to the lower best
+    ``val_loss``, then to the earlier run."""
     if direction not in ("maximize", "minimize"):
         raise ConfigError(f"select.direction={direction}: use maximize or minimize")
-    order = [f"metrics.`{metric}` {'DESC' if direction == 'maximize' else 'ASC'}"]
+    order = [f"metrics.`{best_of(metric)}` {'DESC' if direction == 'maximize' else 'ASC'}"]
     if metric != "val_loss":
-        order.append("metrics.val_loss ASC")
+        order.append(f"metrics.{best_of('val_loss')} ASC")
     return [*order, "attributes.start_time ASC"]
 
 
@@ -72,6 +79,21 @@ def first_per_value(
             return found
         found.append((run.data.tags[tag], run))
     raise ConfigError(f"more than {MAX_DISTINCT} distinct values of tags.{tag}: narrow the search")
+
+
+def all_runs(mlflow_client: Any, experiment_ids: Sequence[str], filter_string: str
+             ) -> Iterator[Any]:
+    """Every run that matches, page by page (a search stops at one page of 1,000 otherwise)."""
+    token = None
+    while True:
+        page = mlflow_client.search_runs(
+            list(experiment_ids), filter_string=filter_string, max_results=PAGE_SIZE,
+            page_token=token,
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
 
 
 def count_runs(mlflow_client: Any, experiment_ids: Sequence[str], filter_string: str) -> int:

@@ -2,14 +2,16 @@
 reports and model logged, and the run closed in the state the training ended in.
 
 ``run_training`` is what ``pipeline.train``, every sweep trial and every re-run call. A training
-that fails for a reason of its own (a non-finite loss, a bad config, out of memory) closes its run
-FAILED and comes back as a ``TrainResult``; SIGINT/SIGTERM (``Interrupted``) closes it KILLED and
-travels on, as does any exception the caller names in ``raised`` (a pruned trial) with the state
-it names, unchanged.
+that fails for a reason of its own (a non-finite loss, a bad config, out of memory, a full disk)
+closes its run FAILED and comes back as a ``TrainResult``; any other exception is a bug: the run
+is closed FAILED with it and it travels on, traceback and all. SIGINT/SIGTERM (``Interrupted``)
+closes the run KILLED and travels on, as does any exception the caller names in ``raised`` (a
+pruned trial) with the state it names, unchanged.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import tempfile
 import warnings
@@ -19,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from omegaconf import DictConfig
 
-from pipeline.config import one_line
+from pipeline.config import PipelineError, one_line
 from pipeline.data import DataBundle, load_data
 from pipeline.tracking import store
 from pipeline.tracking.models import log_model
 from pipeline.tracking.runs import RUN_STATUS, RunObserver, close_run, log_metrics, start_run
+from pipeline.tracking.search import best_of
 from pipeline.training.fit import Fitted, fit
 from pipeline.training.reports import write_curves, write_reports
 from pipeline.training.signals import Interrupted
@@ -88,13 +92,13 @@ def run_training(
         raise
     except BaseException as exc:
         state = next((s for kind, s in (raised or {}).items() if isinstance(exc, kind)), None)
-        if state is None and not isinstance(exc, Exception):
-            close_run(mlflow_client, run_id, "FAIL", f"{type(exc).__name__}: {exc}")
-            raise
         if state is not None:
             close_run(mlflow_client, run_id, state, str(exc))
             raise
         result.error = f"{type(exc).__name__}: {one_line(exc)}"
+        if not training_failure(exc):  # a bug: the run is FAILED, the traceback travels on
+            close_run(mlflow_client, run_id, "FAIL", result.error)
+            raise
         log.warning("run %s failed: %s", run_id, result.error)
     finally:
         free_memory()
@@ -102,12 +106,29 @@ def run_training(
     return result
 
 
+def training_failure(exc: BaseException) -> bool:
+    """A training that failed for a reason of its own: a bad config (sampled or typed), a
+    non-finite loss, out of memory, a CUDA error, a full disk. Anything else is a bug."""
+    from hydra.errors import InstantiationException
+
+    if isinstance(exc, PipelineError | InstantiationException | MemoryError):
+        return True
+    if isinstance(exc, torch.OutOfMemoryError | torch.AcceleratorError):
+        return True
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        m in text for m in ("CUDA", "cuDNN", "CUBLAS", "NCCL", "out of memory"))
+
+
 def record(cfg: DictConfig, bundle: DataBundle, mlflow_client: Any, run_id: str,
            fitted: Fitted) -> TrainResult:
-    """The fit's final scores (one step after its last epoch, so a run's latest val_* are its
-    best model's), its figures and reports, and the model, into the run."""
-    log_metrics(mlflow_client, run_id, {**fitted.metrics, "best_epoch": fitted.best_epoch},
-                fitted.epochs)
+    """The fit's final scores, its figures and reports, and the model, into the run. The best
+    epoch's validation scores go under their own names (``best_val_auroc``), apart from the
+    per-epoch ``val_*`` values, so nothing ranks on "the last value logged"."""
+    final = {(best_of(k) if k.startswith("val_") else k): v for k, v in fitted.metrics.items()}
+    log_metrics(mlflow_client, run_id, {**final, "best_epoch": fitted.best_epoch}, fitted.epochs)
     with tempfile.TemporaryDirectory(prefix=f"run-{run_id}-") as tmp:
         out = Path(tmp)
         write_curves(out, fitted.history)

@@ -20,6 +20,7 @@ from pipeline.config import state_dir
 from pipeline.data import ChestXrayDataModule, DataBundle
 from pipeline.models import ChestXrayNet
 from pipeline.training.callbacks import BestWeights, EpochMetrics, Observer, Silent, best_epoch
+from pipeline.training.checks import check_training
 from pipeline.training.features.inputs import inputs_for
 from pipeline.training.features.store import features_dir
 from pipeline.training.metrics import nll, score
@@ -56,6 +57,7 @@ def fit(
 ) -> Fitted:
     """Train ``cfg`` on ``bundle``; ``callbacks`` join the classifier stage's trainer right after
     the epoch recorder (a pruning callback, a timer), before early stopping."""
+    check_training(cfg)
     observer = observer or Silent()
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     num_classes = len(bundle.classes)

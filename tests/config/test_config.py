@@ -47,3 +47,23 @@ def test_values_of_the_right_type_pass():
     cfg = compose(["optimizer.lr=1e-3", "trainer.early_stopping_patience=null",
                    "trainer.precision=16-mixed", "sweep.timeout=60", "dataset.num_images=50"])
     assert cfg.optimizer.lr == 1e-3 and cfg.trainer.early_stopping_patience is None
+
+
+def test_one_objective_read_by_the_trainer_the_sweep_and_selection():
+    """sweep.metric and sweep.direction, as users type them, set the objective group; the
+    trainer's monitor reads the objective, never the sweep's keys."""
+    cfg = compose(["sweep.metric=val_loss", "sweep.direction=minimize"])
+    assert (cfg.objective.metric, cfg.objective.direction) == ("val_loss", "minimize")
+    assert (cfg.trainer.monitor, cfg.trainer.monitor_mode) == ("val_loss", "min")
+    assert (cfg.select.metric, cfg.select.direction) == ("val_loss", "minimize")
+    assert (cfg.sweep.metric, cfg.sweep.direction) == ("val_loss", "minimize")
+    same = compose(["objective.metric=val_loss", "objective.direction=minimize"])
+    assert same == cfg
+    trainer_yaml = (CONF_DIR / "trainer" / "default.yaml").read_text()
+    assert "sweep." not in trainer_yaml
+
+
+def test_pretrained_takes_auto_true_or_false():
+    with pytest.raises(ConfigError, match="backbone.pretrained='maybe': use auto, true or false"):
+        compose(["backbone.pretrained=maybe"])
+    assert compose(["backbone.pretrained=auto", "dataset=imagefolder"]).backbone.pretrained is True

@@ -28,7 +28,8 @@ def manifest_root(tmp_path: Path) -> Path:
 
 def load(make_cfg, root: Path, *extra: str):
     return load_data(make_cfg("dataset=manifest", f"dataset.root={root}", "dataset.csv=m.csv",
-                              "dataset.image_size=32", "dataset.val_fraction=0.2",
+                              "dataset.positive_class=y", "dataset.image_size=32",
+                              "dataset.val_fraction=0.2",
                               "dataset.test_fraction=0.2", *extra))
 
 
@@ -53,7 +54,8 @@ def test_api_counts_weights_and_manifest(manifest_root: Path, make_cfg, tmp_path
 
 def test_memoised_per_dataset_config_and_state_dir(manifest_root: Path, make_cfg) -> None:
     cfg = make_cfg("dataset=manifest", f"dataset.root={manifest_root}", "dataset.csv=m.csv",
-                   "dataset.image_size=32", "dataset.val_fraction=0.2",
+                   "dataset.positive_class=y", "dataset.image_size=32",
+                   "dataset.val_fraction=0.2",
                    "dataset.test_fraction=0.2")
     first = load_data(cfg)
     assert load_data(cfg) is first

@@ -27,7 +27,8 @@ def manifest(root: Path, rows: list[tuple], columns=("path", "label", "patient_i
 
 def load(make_cfg, root: Path, *extra: str):
     return load_data(make_cfg("dataset=manifest", f"dataset.root={root}", "dataset.csv=m.csv",
-                              "dataset.image_size=32", "dataset.val_fraction=0.25",
+                              "dataset.positive_class=y", "dataset.image_size=32",
+                              "dataset.val_fraction=0.25",
                               "dataset.test_fraction=0.25", *extra))
 
 

@@ -44,7 +44,7 @@ def counted(monkeypatch) -> tuple[Counter, Counter]:
 
 def load(make_cfg, root: Path, size: int = 32):
     return load_data(make_cfg("dataset=imagefolder", f"dataset.root={root}",
-                              f"dataset.image_size={size}"))
+                              f"dataset.image_size={size}", "dataset.positive_class=b"))
 
 
 def test_second_load_opens_no_image_file(tree: Path, make_cfg, monkeypatch) -> None:
@@ -122,6 +122,7 @@ def test_torn_or_stray_entries_are_never_read(tree: Path, make_cfg) -> None:
 def _build_in_child(args: tuple[str, str]) -> tuple[str, bytes]:
     root, state = args
     cfg = compose(["dataset=imagefolder", f"dataset.root={root}", "dataset.image_size=32",
+                   "dataset.positive_class=b",
                    f"state_dir={state}"])
     bundle = load_data(cfg)
     return bundle.fingerprint, np.asarray(bundle.images).tobytes()

@@ -129,7 +129,8 @@ def cohort(root: Path, pairs: int = 0, near: bool = False, split: bool = False) 
 
 def load(make_cfg, root: Path, *extra: str):
     return load_data(make_cfg("dataset=manifest", f"dataset.root={root}", "dataset.csv=m.csv",
-                              "dataset.image_size=32", "dataset.val_fraction=0.25",
+                              "dataset.positive_class=y", "dataset.image_size=32",
+                              "dataset.val_fraction=0.25",
                               "dataset.test_fraction=0.25", *extra))
 
 
@@ -242,7 +243,8 @@ def test_synthetic_has_no_duplicates(make_cfg) -> None:
 def test_describe_prints_groups_and_the_count(tmp_path: Path, state_dir: Path, capsys) -> None:
     root = cohort(tmp_path / "r", pairs=2, near=True)
     assert describe_main(["dataset=manifest", f"dataset.root={root}", "dataset.csv=m.csv",
-                          "dataset.image_size=32", "dataset.val_fraction=0.25",
+                          "dataset.positive_class=y", "dataset.image_size=32",
+                          "dataset.val_fraction=0.25",
                           "dataset.test_fraction=0.25", f"state_dir={state_dir}"]) == 0
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()

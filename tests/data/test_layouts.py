@@ -38,7 +38,7 @@ def test_imagefolder_flat(tmp_path: Path, make_cfg) -> None:
     assert bundle.files[0].startswith("NORMAL/") and not bundle.skipped
     for split in ("train", "val", "test"):
         assert all(v > 0 for v in bundle.class_counts(split).values())
-    assert bundle.positive_class is None
+    assert bundle.positive_class == "viral_pneumonia"  # read from the class names
 
 
 def test_imagefolder_classes_option_chooses_and_orders(tmp_path: Path, make_cfg) -> None:
@@ -176,7 +176,7 @@ def test_manifest_with_given_splits_and_patients(tmp_path: Path, make_cfg) -> No
     bundle = load_data(make_cfg("dataset=manifest", f"dataset.root={root}", "dataset.csv=list.csv",
                                 "dataset.path_column=file_path", "dataset.label_column=diagnosis",
                                 "dataset.patient_column=subject", "dataset.split_column=fold",
-                                "dataset.image_size=32"))
+                                "dataset.image_size=32", "dataset.positive_class=b"))
     assert_well_formed(bundle)
     expected = {r[0]: {"valid": "val"}.get(r[3], r[3]) for r in rows}
     assert dict(zip(bundle.files, bundle.split, strict=True)) == expected

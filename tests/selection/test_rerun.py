@@ -49,7 +49,7 @@ def test_a_rerun_on_cpu_repeats_every_logged_metric_exactly(store):
     # Every metric is repeated; only the sweep's objective (a trial's, not a re-run's) is not
     # logged again, and it is the repeated run's val_auroc.
     trial_metrics = dict(original.data.metrics)
-    assert trial_metrics.pop("objective") == again.data.metrics["val_auroc"]
+    assert trial_metrics.pop("objective") == again.data.metrics["best_val_auroc"]
     assert again.data.metrics == trial_metrics
     assert "val_auroc" in again.data.metrics
     table = proc.stdout.splitlines()

@@ -107,6 +107,13 @@ def test_kill_9_mid_trial_loses_nothing_and_the_same_command_finishes(tiny_overr
     assert killed.data.tags["error"] == "worker died during this trial"
     assert all(runs[n].info.status == "FINISHED" for n in (0, 2, 3))
     assert runs[0].info.run_id == before[0].user_attrs["mlflow_run_id"]
+    # The dead invocation's study run is closed too; no run of the study is left RUNNING.
+    client = MlflowClient(tracking_uri(cfg))
+    dead_parent = client.get_run(killed.data.tags["mlflow.parentRunId"])
+    assert dead_parent.info.status == "KILLED"
+    parents = {r.data.tags["mlflow.parentRunId"] for r in runs.values()}
+    assert {client.get_run(p).info.status for p in parents - {dead_parent.info.run_id}} == {
+        "FINISHED"}
 
 
 def test_out_of_memory_and_cuda_errors_fail_one_trial_each_and_the_next_starts_clean(

@@ -84,7 +84,7 @@ def test_a_study_matches_its_mlflow_children_and_resumes_to_the_total(sweep):
     assert parents == {first["parent_run_id"], second["parent_run_id"]}
     best = by_number[study.best_trial.number]
     assert second["best_run_id"] == best.info.run_id
-    assert best.data.metrics["val_auroc"] == pytest.approx(second["best_value"])
+    assert best.data.metrics["best_val_auroc"] == pytest.approx(second["best_value"])
 
     # Run again at the same total: nothing left to do, nothing re-run.
     third = run_study(cfg, overrides, echo=False)
@@ -199,7 +199,7 @@ def test_sweep_command_prints_progress_and_a_json_last_line(tiny_overrides):
     lines = proc.stdout.strip().splitlines()
     summary = json.loads(lines[-1])
     assert set(summary) == {"study_name", "storage", "parent_run_id", "n_complete", "n_pruned",
-                            "n_fail", "best_value", "best_params", "best_run_id"}
+                            "n_fail", "best_value", "best_params", "best_run_id", "stop_reason"}
     assert summary["storage"].startswith("sqlite:///") and summary["n_complete"] == 1
     assert any(line.startswith("trial 0 (1 of 1)") for line in lines)
     assert "make ui" in proc.stdout

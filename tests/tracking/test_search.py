@@ -18,7 +18,7 @@ from tests.sweep_store import RunSpec, trial_tags, write_runs
 
 FP = "feedfacecafebeef"
 BACKBONES = ("resnet18", "densenet121", "vgg16", "xception")
-WINS = {"val_auroc": 0.999, "val_loss": 0.001}  # what every decoy scores: it would win
+WINS = {"best_val_auroc": 0.999, "best_val_loss": 0.001}  # every decoy scores this: it would win
 
 
 class CountingClient:
@@ -46,11 +46,14 @@ def big_store_specs(other_exp: str, n_total: int = 5000) -> list[RunSpec]:
     for b, backbone in enumerate(BACKBONES):
         for n in range(40):
             auroc = float(np.round(rng.uniform(0.5, 0.9), 2))  # rounded: ties happen
+            # The last epoch's val_auroc (1.0 here) is not the best epoch's: ranking on it, the
+            # latest value logged, would pick any of these.
             specs.append(RunSpec({**same, **trial_tags(backbone, n)},
-                                 {"val_auroc": auroc, "val_loss": float(rng.uniform(0.2, 1))}))
+                                 {"best_val_auroc": auroc, "val_auroc": 1.0,
+                                  "best_val_loss": float(rng.uniform(0.2, 1))}))
         for n, loss in enumerate((0.30, 0.20, 0.25)):  # a three-way tie at the top
             specs.append(RunSpec({**same, **trial_tags(backbone, 50 + n)},
-                                 {"val_auroc": 0.95 - b / 100, "val_loss": loss}))
+                                 {"best_val_auroc": 0.95 - b / 100, "best_val_loss": loss}))
         specs += [RunSpec({**same, **trial_tags(backbone, 60 + n, "PRUNED")}, WINS, "KILLED")
                   for n in range(10 + b)]
         specs += [RunSpec({**same, **trial_tags(backbone, 80 + n, "FAIL")},
@@ -85,11 +88,11 @@ def expected_best(specs: list[RunSpec], exp: str) -> dict[str, tuple[str, float]
                 "role") != "trial" or t.get("state") != "COMPLETE" or t.get(
                 "data_fingerprint") != FP or t.get("dataset") != "synthetic":
             continue
-        key = (spec.metrics["val_auroc"], -spec.metrics["val_loss"])
+        key = (spec.metrics["best_val_auroc"], -spec.metrics["best_val_loss"])
         old = best.get(t["backbone"])
-        if old is None or key > (old.metrics["val_auroc"], -old.metrics["val_loss"]):
+        if old is None or key > (old.metrics["best_val_auroc"], -old.metrics["best_val_loss"]):
             best[t["backbone"]] = spec
-    return {b: (s.run_id, s.metrics["val_auroc"]) for b, s in best.items()}
+    return {b: (s.run_id, s.metrics["best_val_auroc"]) for b, s in best.items()}
 
 
 @pytest.mark.parametrize("n_total", [600, pytest.param(5000, marks=pytest.mark.slow)])
@@ -118,7 +121,7 @@ def test_a_big_store_is_searched_without_listing_every_run(tmp_path, n_total):
     assert {c.backbone: (c.run_id, c.value) for c in ranked} == truth
     assert [c.backbone for c in ranked] == sorted(truth, key=lambda b: -truth[b][1])
     for cand in ranked:
-        assert cand.run.data.metrics["val_loss"] == 0.20  # the tie went to the lower val_loss
+        assert cand.run.data.metrics["best_val_loss"] == 0.20  # the tie: the lower val_loss won
         assert (cand.complete, cand.pruned) == (43, 10 + BACKBONES.index(cand.backbone))
     returned = sum(n for _, n in counting.searches)
     competing = sum(c.complete + c.pruned for c in ranked)
@@ -132,7 +135,7 @@ def test_with_several_fingerprints_the_configured_data_decides(tmp_path):
     client = MlflowClient(tracking_uri(cfg))
     exp = experiment_id(cfg, client)
     specs = [RunSpec({"dataset": "synthetic", "data_fingerprint": fp, "backbone": "resnet18",
-                      **trial_tags("resnet18", n)}, {"val_auroc": 0.5, "val_loss": 1.0})
+                      **trial_tags("resnet18", n)}, {"best_val_auroc": 0.5, "best_val_loss": 1.0})
              for n, fp in enumerate((FP, "0000000000000000"))]
     write_runs(client, exp, specs)
     assert competition(client, cfg, lambda: FP).fingerprint == FP
@@ -151,8 +154,9 @@ def test_filter_strings_quote_values_and_order_best_first():
     assert quote("it's") == '"it\'s"'
     with pytest.raises(ConfigError):
         quote("both ' and \"")
-    assert order_by("val_auroc", "maximize")[:2] == ["metrics.`val_auroc` DESC",
-                                                      "metrics.val_loss ASC"]
-    assert order_by("val_loss", "minimize")[0] == "metrics.`val_loss` ASC"
+    assert order_by("val_auroc", "maximize")[:2] == ["metrics.`best_val_auroc` DESC",
+                                                      "metrics.best_val_loss ASC"]
+    assert order_by("val_loss", "minimize")[:2] == ["metrics.`best_val_loss` ASC",
+                                                     "attributes.start_time ASC"]
     with pytest.raises(ConfigError, match="maximize or minimize"):
         order_by("val_auroc", "up")

@@ -36,8 +36,10 @@ def _entries(state_dir: Path) -> dict[str, float]:
 @pytest.mark.parametrize(
     ("depth", "augmentation", "use"), [(5, "none", "train+eval"), (3, "light", "eval")]
 )
-def test_cached_training_equals_uncached(tiny_overrides, state_dir, depth, augmentation, use):
+def test_cached_training_equals_uncached(tiny_overrides, state_dir, depth, augmentation, use,
+                                        resnet18_weights):
     common = tiny_overrides(f"backbone.freeze_depth={depth}", f"augmentation={augmentation}",
+                            f"backbone.weights_path={resnet18_weights}",
                             "tracking.log_model=false", "evaluate_test=true")
     plain = run_training(compose([*common, "trainer.feature_cache=false"]))
     assert not _entries(state_dir)

@@ -83,7 +83,7 @@ def test_a_training_logs_metrics_artifacts_and_a_model_that_predicts_the_same(ti
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     positive = bundle.classes.index(bundle.positive_class)
     auroc = roc_auc_score(target == positive, probs[:, positive])
-    assert run.data.metrics["val_auroc"] == pytest.approx(auroc, abs=1e-5)
+    assert run.data.metrics["best_val_auroc"] == pytest.approx(auroc, abs=1e-5)
     assert result.metrics["val_auroc"] == pytest.approx(auroc, abs=1e-5)
 
 
@@ -120,13 +120,14 @@ def test_supcon_trains_in_both_modes(tiny_overrides, mode):
         assert run.data.metrics["trainable_params"] < run.data.metrics["total_params"] / 10
     else:
         assert epochs == [0, 1]
-    assert 0.0 <= run.data.metrics["val_auroc"] <= 1.0
+    assert 0.0 <= run.data.metrics["best_val_auroc"] <= 1.0
     assert run.data.metrics["best_epoch"] in (0, 1)
 
 
-def test_freeze_depth_counts_trainable_parameters(tiny_overrides):
+def test_freeze_depth_counts_trainable_parameters(tiny_overrides, resnet18_weights):
     cfg = compose(tiny_overrides("backbone.freeze_depth=5", "tracking.log_model=false",
-                                 "trainer.max_epochs=1"))
+                                 "trainer.max_epochs=1",
+                                 f"backbone.weights_path={resnet18_weights}"))
     result = run_training(cfg)
     run = _client(cfg).get_run(result.run_id)
     assert 0 < run.data.metrics["trainable_params"] < run.data.metrics["total_params"] / 100
