@@ -41,12 +41,16 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     cfg = compose(overrides)
     mlflow_client = open_store(cfg, f"no model {args.model} to predict with")
-    model, run_id = resolve_model(mlflow_client, cfg, args.model)
+    model, run_id, threshold = resolve_model(mlflow_client, cfg, args.model)
+    if threshold is not None:
+        print(f"operating point: {model.positive_class} when its probability is at least "
+              f"{threshold:.4f} (chosen on validation by select_best)", file=sys.stderr,
+              flush=True)
     cams = None
     if args.cam:
         cams = CamWriter(rebuild_net(logged_config(mlflow_client, run_id), model), model, args.cam)
     failed = 0
-    for pred in predict_files(model, images):
+    for pred in predict_files(model, images, threshold):
         print_json_line(pred.as_json())
         if pred.error is not None:
             failed += 1

@@ -9,8 +9,10 @@ from omegaconf import OmegaConf
 from pipeline.config.errors import ConfigError
 from pipeline.config.paths import CONF_DIR
 
-# Keys users type that set another key: the sweep's metric and direction are the objective's.
-ALIASES = {"sweep.metric": "objective.metric", "sweep.direction": "objective.direction"}
+# Keys users type that set another key: the sweep's metric, direction and folds are the
+# objective's.
+ALIASES = {"sweep.metric": "objective.metric", "sweep.direction": "objective.direction",
+           "sweep.cv_folds": "objective.cv_folds"}
 
 
 def with_aliases(overrides: Sequence[str]) -> list[str]:

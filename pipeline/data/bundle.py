@@ -55,12 +55,25 @@ class DataBundle:
     images_path: Path | None = field(default=None, repr=False)  # the cache file behind images
     duplicates: list[DuplicateGroup] = field(default_factory=list)  # same image, several rows
     split_unit: str = "patient"  # patient: grouped by patient id; image: no ids were given
+    # (N,) what the split keeps together: patients, merged where they share a duplicate image
+    groups: np.ndarray | None = field(default=None, repr=False)
+    # Cross-validation folds: the train+val rows of the split every fold draws from (None: the
+    # bundle's own split); their frozen features are cached once for all folds.
+    cv_pool: np.ndarray | None = field(default=None, repr=False)
+    fold: str = ""  # "2/5" for the third of five folds
 
     def indices(self, split: str) -> np.ndarray:
         """Row indices of one split, in order."""
         if split not in SPLIT_NAMES:
             raise ValueError(f"split must be one of {SPLIT_NAMES}, not {split!r}")
         return np.flatnonzero(self.split == split)
+
+    def cache_rows(self, split: str) -> tuple[str, np.ndarray]:
+        """(name, rows) of the row set whose frozen features serve ``split``: the split itself,
+        or for a fold's train and val the cross-validation pool."""
+        if self.cv_pool is not None and split in ("train", "val"):
+            return "pool", self.cv_pool
+        return split, self.indices(split)
 
     def class_counts(self, split: str | None = None) -> dict[str, int]:
         """Images per class (every class listed, zeros included), in one split or in all."""
@@ -179,9 +192,10 @@ def build_bundle(ds: DictConfig, sdir: Path) -> DataBundle:
     policy = str(ds.get("on_duplicate", "group"))
     if policy == "error":
         duplicates.refuse(found, patients, rows.files, rows.root)
+    groups = duplicates.merge_patients(patients, found) if policy == "group" else patients
     split = assign_splits(
         rows.labels,
-        duplicates.merge_patients(patients, found) if policy == "group" else patients,
+        groups,
         rows.classes,
         float(ds.val_fraction),
         float(ds.test_fraction),
@@ -207,6 +221,7 @@ def build_bundle(ds: DictConfig, sdir: Path) -> DataBundle:
         images_path=rows.images_path,
         duplicates=found,
         split_unit=unit,
+        groups=groups,
     )
     duplicates.warn_about(found, policy, split, rows.labels, rows.classes, rows.files, rows.root)
     manifest_csv = bundle.manifest().to_csv(index=False, lineterminator="\n")

@@ -30,7 +30,10 @@ def rebuild_net(run_cfg: DictConfig, model: LoadedModel) -> ChestXrayNet:
     cfg.backbone.pretrained = False
     cfg.backbone.weights_path = None
     net = build_model(cfg, len(model.classes))
-    state = {k.removeprefix("net."): v for k, v in model.module.state_dict().items()}
+    state = model.module.state_dict()
+    # A cross-validated run's model averages its fold networks: explain the first fold's.
+    prefix = "nets.0." if any(k.startswith("nets.0.") for k in state) else "net."
+    state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
     missing, unexpected = net.load_state_dict(state, strict=False)
     # The SupCon projection is not part of the classifier's forward pass: not exported.
     missing = [k for k in missing if not k.startswith("projector.")]

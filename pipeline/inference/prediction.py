@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from pipeline.data import UnreadableImage, decode_image
 from pipeline.tracking.logged import get_run
 from pipeline.tracking.models import LoadedModel, load_model, model_uri
-from pipeline.tracking.registry import CHAMPION, champion_run_id, champion_uri
+from pipeline.tracking.registry import CHAMPION, champion_uri, champion_version
 
 BATCH = 32
 _OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.]*(=|$)")
@@ -36,14 +36,18 @@ def split_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
     return images, overrides
 
 
-def resolve_model(mlflow_client: Any, cfg: DictConfig, spec: str) -> tuple[LoadedModel, str]:
-    """(model, run id) of ``--model``: ``champion`` or a run id."""
+def resolve_model(mlflow_client: Any, cfg: DictConfig, spec: str
+                  ) -> tuple[LoadedModel, str, float | None]:
+    """(model, run id, decision threshold) of ``--model``: ``champion`` (with the threshold its
+    selection chose on validation, for a binary task) or a run id (most probable class)."""
     if spec == CHAMPION:
         name = str(cfg.select.model_name)
-        run_id = champion_run_id(mlflow_client, name)
-        return load_model(champion_uri(name)), run_id
+        version = champion_version(mlflow_client, name)
+        threshold = version.tags.get("threshold")
+        return (load_model(champion_uri(name)), str(version.run_id),
+                float(threshold) if threshold else None)
     run = get_run(mlflow_client, spec)
-    return load_model(model_uri(run)), run.info.run_id
+    return load_model(model_uri(run)), run.info.run_id, None
 
 
 @dataclass
@@ -60,8 +64,13 @@ class Prediction:
         return {"image": self.image, "label": self.label, "probabilities": self.probabilities}
 
 
-def predict_files(model: LoadedModel, paths: Sequence[str]) -> Iterator[Prediction]:
-    """One Prediction per path, in order, ``BATCH`` images at a time."""
+def predict_files(model: LoadedModel, paths: Sequence[str], threshold: float | None = None
+                  ) -> Iterator[Prediction]:
+    """One Prediction per path, in order, ``BATCH`` images at a time; with ``threshold`` (a
+    binary model's operating point) the label is the positive class when its probability
+    reaches it."""
+    positive = (model.classes.index(model.positive_class)
+                if threshold is not None and model.positive_class in model.classes else None)
     for start in range(0, len(paths), BATCH):
         chunk = [_decode(path, model.image_size) for path in paths[start : start + BATCH]]
         readable = [p for p in chunk if p.error is None]
@@ -70,7 +79,10 @@ def predict_files(model: LoadedModel, paths: Sequence[str]) -> Iterator[Predicti
             probs = model.predict(images).numpy()
             for pred, row in zip(readable, probs, strict=True):
                 pred.probabilities = {c: float(v) for c, v in zip(model.classes, row, strict=True)}
-                pred.label = model.classes[int(row.argmax())]
+                label = int(row.argmax())
+                if positive is not None and len(model.classes) == 2:
+                    label = positive if row[positive] >= threshold else 1 - positive
+                pred.label = model.classes[label]
         yield from chunk
 
 

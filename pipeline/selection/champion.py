@@ -1,24 +1,21 @@
-"""Select the champion: rank the competing runs on validation, test each backbone's best once,
-log the comparison as one ``role=selection`` run, register the winner as ``champion``."""
+"""Select the champion: rank the competing runs on validation, test each backbone's best once
+(with intervals, calibration and paired comparisons), log the comparison as one
+``role=selection`` run, register the winner as ``champion`` with its operating point."""
 
 from __future__ import annotations
 
-import tempfile
-import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
-from pipeline import tracking
 from pipeline.data import load_data
-from pipeline.selection.comparison import table_row, to_csv, to_markdown
-from pipeline.selection.competition import Candidate, Competition, candidates, competition
-from pipeline.selection.evaluation import Evaluation, evaluate_run
+from pipeline.selection.assessment import assess, indistinct, small_test_warning
+from pipeline.selection.comparison import table_row, to_markdown
+from pipeline.selection.competition import candidates, competition
+from pipeline.selection.evaluation import evaluate_run
+from pipeline.selection.record import log_selection
 from pipeline.tracking.logged import open_store
 from pipeline.tracking.registry import CHAMPION, register_champion
-from pipeline.training.reports import write_reports
 
 Say = Callable[..., None]
 
@@ -35,81 +32,56 @@ def select_champion(cfg: DictConfig, overrides: Sequence[str] = (), say: Say = p
     ranked = candidates(mlflow_client, comp)
     say(f"{len(ranked)} backbone(s) compete on data {comp.fingerprint} (dataset {comp.dataset}), "
         f"ranked by {comp.metric} ({comp.direction}) on the validation split", flush=True)
-    evaluations = {}
-    for cand in ranked:
-        evaluations[cand.backbone] = evaluate_run(
-            mlflow_client, cand.run, cfg, data_overrides(overrides)
-        )
-        say(f"  {cand.backbone}: run {cand.run_id} {comp.metric}={cand.value:.4f} "
-            f"({cand.complete} complete, {cand.pruned} pruned); test_auroc="
-            f"{evaluations[cand.backbone].metrics['test_auroc']:.4f}", flush=True)
-    rows = [
-        table_row(c.backbone, c.run_id, c.complete, c.pruned, comp.metric, c.value,
-                  evaluations[c.backbone].metrics, c.run.data.metrics, winner=(i == 0))
-        for i, c in enumerate(ranked)
-    ]
-    winner = ranked[0]
-    markdown = to_markdown(rows, comp.metric)
-    selection_id = log_selection(mlflow_client, cfg, comp, ranked, evaluations, rows, markdown)
+    evaluations = {c.backbone: evaluate_run(mlflow_client, c.run, cfg, data_overrides(overrides))
+                   for c in ranked}
+    small = small_test_warning(evaluations[ranked[0].backbone])
+    if small:
+        say(f"warning: {small}", flush=True)
+    assessed = assess(cfg, ranked, evaluations)
+    for item in assessed:
+        auroc, (low, high) = item.test.values["auroc"], item.test.intervals["auroc"]
+        say(f"  {item.backbone}: run {item.candidate.run_id} {comp.metric}="
+            f"{item.candidate.value:.4f} ({item.candidate.complete} complete, "
+            f"{item.candidate.pruned} pruned); test_auroc={auroc:.4f} [{low:.4f}, {high:.4f}]",
+            flush=True)
+    rows = [table_row(item, comp.metric, winner=(i == 0)) for i, item in enumerate(assessed)]
+    operating_point = str(cfg.select.operating_point)
+    markdown = to_markdown(rows, comp.metric, operating_point)
+    sentences = [_sentence(assessed[0], same) for same in indistinct(assessed)]
+    winner = assessed[0]
+    selection_id = log_selection(mlflow_client, cfg, comp, assessed, rows, markdown, sentences)
     model_name = str(cfg.select.model_name)
-    version = register_champion(mlflow_client, model_name, winner.run, {
-        "run_id": winner.run_id, "metric": comp.metric, "value": repr(winner.value),
-        "backbone": winner.backbone, "dataset": comp.dataset,
-        "data_fingerprint": comp.fingerprint, "selection_run_id": selection_id,
-    })
+    tags = {
+        "run_id": winner.candidate.run_id, "metric": comp.metric,
+        "value": repr(winner.candidate.value), "backbone": winner.backbone,
+        "dataset": comp.dataset, "data_fingerprint": comp.fingerprint,
+        "selection_run_id": selection_id, "operating_point": operating_point,
+    }
+    if winner.threshold is not None:
+        tags["threshold"] = repr(winner.threshold)
+    if winner.calibration:
+        tags["temperature"] = repr(winner.calibration["temperature"])
+    version = register_champion(mlflow_client, model_name, winner.candidate.run, tags)
     mlflow_client.set_tag(selection_id, "model_version", version)
     say("\n" + markdown)
-    say(f"champion: {winner.backbone} (run {winner.run_id}, {comp.metric}={winner.value:.4f}) "
-        f"registered as {model_name} version {version}, alias {CHAMPION}; selection run "
-        f"{selection_id}", flush=True)
+    for sentence in sentences:
+        say(sentence)
+    if winner.calibration:
+        cal = winner.calibration
+        say(f"calibration of {winner.backbone}: temperature {cal['temperature']:.3f} (fitted on "
+            f"validation), test ECE {cal['ece_before']:.4f} before, {cal['ece_after']:.4f} after")
+    say(f"champion: {winner.backbone} (run {winner.candidate.run_id}, {comp.metric}="
+        f"{winner.candidate.value:.4f}) registered as {model_name} version {version}, alias "
+        f"{CHAMPION}; selection run {selection_id}", flush=True)
     return {
-        "champion_run_id": winner.run_id, "backbone": winner.backbone, "metric": comp.metric,
-        "value": winner.value, "model_name": model_name, "version": version, "table": rows,
+        "champion_run_id": winner.candidate.run_id, "backbone": winner.backbone,
+        "metric": comp.metric, "value": winner.candidate.value, "model_name": model_name,
+        "version": version, "table": rows,
+        "cv_folds": int(winner.candidate.run.data.params.get("objective.cv_folds", 1)),
+        "operating_point": operating_point,
     }
 
 
-def log_selection(
-    mlflow_client: Any, cfg: DictConfig, comp: Competition, ranked: Sequence[Candidate],
-    evaluations: dict[str, Evaluation], rows: list[dict], markdown: str,
-) -> str:
-    """One run (``role=selection``): the table as Markdown and CSV, each backbone's test metrics,
-    predictions and reports; the winner's test metrics also without a prefix."""
-    from mlflow.entities import Metric, Param
-
-    winner = ranked[0]
-    run = mlflow_client.create_run(comp.experiment_id, run_name=f"select-{comp.dataset}", tags={
-        "role": "selection", "dataset": comp.dataset, "data_fingerprint": comp.fingerprint,
-        "select_metric": comp.metric, "champion_run_id": winner.run_id,
-        "champion_backbone": winner.backbone, "model_name": str(cfg.select.model_name),
-        "git_commit": tracking.git_commit(),
-    })
-    run_id = run.info.run_id
-    status = "FAILED"
-    try:
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, 0) for k, v in evaluations[winner.backbone].metrics.items()]
-        for cand in ranked:
-            values = {comp.metric: cand.value, **evaluations[cand.backbone].metrics}
-            metrics += [Metric(f"{cand.backbone}.{k}", v, now, 0) for k, v in values.items()]
-        params = [Param(f"select.{k}", str(v)) for k, v in
-                  {"metric": comp.metric, "direction": comp.direction,
-                   "fingerprint": comp.fingerprint, "dataset": comp.dataset,
-                   "model_name": cfg.select.model_name}.items()]
-        params.append(Param("candidates", ",".join(f"{c.backbone}:{c.run_id}" for c in ranked)))
-        for i in range(0, len(metrics), 500):
-            mlflow_client.log_batch(run_id, metrics=metrics[i : i + 500],
-                                    params=params if i == 0 else [], synchronous=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp)
-            (out / "comparison.md").write_text(markdown)
-            (out / "comparison.csv").write_text(to_csv(rows))
-            for backbone, ev in evaluations.items():
-                write_reports(out / backbone, ev.probs, ev.target, ev.classes,
-                              ev.positive_index, "test_")
-                ev.predictions().to_csv(out / backbone / "test_predictions.csv", index=False,
-                                        lineterminator="\n")
-            mlflow_client.log_artifacts(run_id, tmp)
-        status = "FINISHED"
-    finally:
-        mlflow_client.set_terminated(run_id, status=status)
-    return run_id
+def _sentence(champion, same) -> str:
+    return (f"{champion.backbone} and {same.backbone} cannot be told apart on this test set "
+            f"(p = {same.versus_champion.p_value:.2g}, {same.versus_champion.test})")

@@ -6,8 +6,9 @@ logged config and must have the run's fingerprint: a test score of other data is
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,18 +20,22 @@ from pipeline.config.errors import DataError
 from pipeline.data import DataBundle, load_data
 from pipeline.tracking.logged import local_config, logged_config
 from pipeline.tracking.models import LoadedModel, load_model, model_uri
-from pipeline.training.metrics import score
+from pipeline.tracking.recording import VAL_PREDICTIONS
+from pipeline.training.metrics import nll, score
 
 
 @dataclass
 class Evaluation:
     run_id: str
-    metrics: dict[str, float]  # test_accuracy, test_auroc, ... and test_loss
+    metrics: dict[str, float]  # test_accuracy, test_auroc, ... and test_loss (at argmax)
     probs: np.ndarray  # (N, classes)
     target: np.ndarray  # (N,)
     files: list[str]  # the test images, relative to the dataset root
     classes: list[str]
     positive_index: int | None
+    patients: list[str] = field(default_factory=list)  # of the test images, for the bootstrap
+    val_probs: np.ndarray | None = None  # validation (a cross-validated run's out-of-fold)
+    val_target: np.ndarray | None = None
 
     def predictions(self) -> pd.DataFrame:
         """One row per test image: file, true label, predicted label, a probability per class."""
@@ -76,20 +81,40 @@ def evaluate_model(model: LoadedModel, bundle: DataBundle, run_id: str) -> Evalu
         bundle.classes.index(bundle.positive_class) if bundle.positive_class else None
     )
     metrics = score(torch.from_numpy(probs), torch.from_numpy(target), positive_index, "test_")
-    metrics["test_loss"] = float(
-        torch.nn.functional.nll_loss(
-            torch.from_numpy(np.log(np.clip(probs, 1e-12, None))), torch.from_numpy(target)
-        )
-    )
+    metrics["test_loss"] = nll(probs, target)
     return Evaluation(
         run_id=run_id, metrics=metrics, probs=probs, target=target,
         files=[bundle.files[i] for i in rows], classes=list(bundle.classes),
-        positive_index=positive_index,
+        positive_index=positive_index, patients=[str(p) for p in bundle.patients[rows]],
     )
+
+
+def validation_predictions(mlflow_client: Any, run: Any, model: LoadedModel,
+                           bundle: DataBundle) -> tuple[np.ndarray, np.ndarray]:
+    """The validation predictions the run logged (out-of-fold ones for a cross-validated run);
+    for a run that logged none, the model's on the validation split. Never test."""
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow_client.download_artifacts(run.info.run_id, VAL_PREDICTIONS, tmp)
+            frame = pd.read_csv(path)
+        except (MlflowException, OSError):
+            frame = None
+    if frame is not None:
+        return (frame[[f"p_{c}" for c in bundle.classes]].to_numpy(dtype=np.float64),
+                frame["label"].to_numpy(dtype=np.int64))
+    rows = bundle.indices("val")
+    images = torch.from_numpy(np.asarray(bundle.images[rows], dtype=np.uint8))
+    return model.predict(images).numpy(), np.asarray(bundle.labels[rows], dtype=np.int64)
 
 
 def evaluate_run(mlflow_client: Any, run: Any, cfg: DictConfig,
                  overrides: Sequence[str] = ()) -> Evaluation:
     """Load the run's logged model and score it once on its data's test split."""
     bundle = run_data(mlflow_client, run, cfg, overrides)
-    return evaluate_model(load_model(model_uri(run)), bundle, run.info.run_id)
+    model = load_model(model_uri(run))
+    evaluation = evaluate_model(model, bundle, run.info.run_id)
+    evaluation.val_probs, evaluation.val_target = validation_predictions(
+        mlflow_client, run, model, bundle)
+    return evaluation

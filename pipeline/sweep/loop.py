@@ -87,7 +87,7 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
         if trial.state == TrialState.COMPLETE:
             outcome = f"{cfg.objective.metric}={trial.value:.4f}"
         elif trial.state == TrialState.PRUNED:
-            epochs = max(trial.intermediate_values, default=0) + 1
+            epochs = trial.user_attrs.get("epochs", len(trial.intermediate_values))
             outcome = f"pruned after {epochs} epoch(s)"
         else:
             outcome = f"failed: {trial.user_attrs.get('error', '?')}"

@@ -27,21 +27,37 @@ class ProbabilityModel(torch.nn.Module):
         return self.net(x).softmax(dim=1)
 
 
-def log_model(net: ChestXrayNet, bundle: DataBundle, run_id: str) -> None:
-    """The best model as an MLflow PyTorch model (exported program), loadable without this code."""
+class MeanProbabilityModel(torch.nn.Module):
+    """Several networks as one model: the mean of their class probabilities (a cross-validated
+    run's fold models, the ensemble nnU-Net tests by default)."""
+
+    def __init__(self, nets: list[ChestXrayNet]):
+        super().__init__()
+        self.nets = torch.nn.ModuleList(nets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([net(x).softmax(dim=1) for net in self.nets]).mean(dim=0)
+
+
+def log_model(nets: list[ChestXrayNet], bundle: DataBundle, run_id: str) -> None:
+    """The best model as an MLflow PyTorch model (exported program), loadable without this code:
+    one network, or the mean probability of a cross-validated run's fold networks."""
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
     size = bundle.image_size
-    wrapper = ProbabilityModel(net).eval()
+    if len(nets) == 1:
+        wrapper: torch.nn.Module = ProbabilityModel(nets[0]).eval()
+    else:
+        wrapper = MeanProbabilityModel(nets).eval()
     example = np.zeros((2, 1, size, size), dtype=np.float32)
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, size, size))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(bundle.classes)))]),
     )
     metadata = {"classes": list(bundle.classes), "image_size": size,
-                "positive_class": bundle.positive_class}
+                "positive_class": bundle.positive_class, "folds": len(nets)}
     with mlflow.start_run(run_id=run_id, nested=True):
         mlflow.pytorch.log_model(
             wrapper, name="model", input_example=example, signature=signature,

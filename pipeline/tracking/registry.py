@@ -48,6 +48,11 @@ def register_champion(
 
 def champion_run_id(mlflow_client: Any, model_name: str) -> str:
     """The run behind ``<model_name>@champion``; a PipelineError says how to make one."""
+    return str(champion_version(mlflow_client, model_name).run_id)
+
+
+def champion_version(mlflow_client: Any, model_name: str) -> Any:
+    """The model version ``<model_name>@champion`` (its tags hold the operating point)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -57,4 +62,4 @@ def champion_run_id(mlflow_client: Any, model_name: str) -> str:
             f"no model registered as {model_name}@{CHAMPION} in {mlflow_client.tracking_uri}: "
             "run `python -m pipeline.select_best` first, or pass --model <run id>"
         ) from exc
-    return str(version.run_id)
+    return version

@@ -13,25 +13,21 @@ from __future__ import annotations
 
 import errno
 import logging
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig
 
 from pipeline.config import PipelineError, one_line
-from pipeline.data import DataBundle, load_data
+from pipeline.data import load_data
 from pipeline.tracking import store
-from pipeline.tracking.models import log_model
-from pipeline.tracking.runs import RUN_STATUS, RunObserver, close_run, log_metrics, start_run
-from pipeline.tracking.search import best_of
-from pipeline.training.fit import Fitted, fit
-from pipeline.training.reports import write_curves, write_reports
+from pipeline.tracking.cross_validation import AfterFold, FoldCallbacks, run_folds
+from pipeline.tracking.recording import record_fit
+from pipeline.tracking.runs import RUN_STATUS, RunObserver, close_run, start_run
+from pipeline.training.fit import fit
 from pipeline.training.signals import Interrupted
 from pipeline.training.template import free_memory
 
@@ -66,14 +62,19 @@ def run_training(
     parent_run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
     callbacks: Sequence[pl.Callback] = (),
+    fold_callbacks: FoldCallbacks | None = None,
+    after_fold: AfterFold | None = None,
     raised: Mapping[type[BaseException], str] | None = None,
     started: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train ``cfg`` once and record it as one MLflow run (see module docstring).
+    """Train ``cfg`` once (or once per fold, with ``objective.cv_folds`` above 1) and record it
+    as one MLflow run (see module docstring).
 
-    ``callbacks`` join the classifier stage's trainer (a pruning callback, a timer). ``raised``
-    maps exception types that end the run in a named state and travel on (``{TrialPruned:
-    "PRUNED"}``). ``started`` hears the run id as soon as the run exists.
+    ``callbacks`` join the classifier stage's trainer (a timer), ``fold_callbacks(i)`` fold i's
+    only (a pruning callback: a single split is fold 0); ``after_fold(i, running mean)`` hears
+    each fold of a cross-validated run end. ``raised`` maps exception types that end the run in
+    a named state and travel on (``{TrialPruned: "PRUNED"}``). ``started`` hears the run id as
+    soon as the run exists.
     """
     mlflow_client = store.client(cfg)
     bundle = load_data(cfg)
@@ -84,9 +85,16 @@ def run_training(
         started(run_id)
     result = TrainResult(run_id=run_id, state="FAIL")
     try:
-        fitted = fit(cfg, bundle, observer=RunObserver(mlflow_client, run_id),
-                     callbacks=callbacks)
-        result = record(cfg, bundle, mlflow_client, run_id, fitted)
+        if int(cfg.objective.get("cv_folds", 1) or 1) > 1:
+            metrics, epochs = run_folds(cfg, bundle, mlflow_client, run_id, callbacks=callbacks,
+                                        fold_callbacks=fold_callbacks, after_fold=after_fold)
+        else:
+            extra = list(fold_callbacks(0)) if fold_callbacks else []
+            fitted = fit(cfg, bundle, observer=RunObserver(mlflow_client, run_id),
+                         callbacks=[*callbacks, *extra])
+            metrics, epochs = record_fit(cfg, bundle, mlflow_client, run_id, fitted), fitted.epochs
+        result = TrainResult(run_id=run_id, state="COMPLETE", metrics=metrics,
+                             objective=metrics.get(str(cfg.trainer.monitor)), epochs=epochs)
     except Interrupted as exc:
         close_run(mlflow_client, run_id, "INTERRUPTED", str(exc))
         raise
@@ -120,24 +128,3 @@ def training_failure(exc: BaseException) -> bool:
     text = str(exc)
     return isinstance(exc, RuntimeError) and any(
         m in text for m in ("CUDA", "cuDNN", "CUBLAS", "NCCL", "out of memory"))
-
-
-def record(cfg: DictConfig, bundle: DataBundle, mlflow_client: Any, run_id: str,
-           fitted: Fitted) -> TrainResult:
-    """The fit's final scores, its figures and reports, and the model, into the run. The best
-    epoch's validation scores go under their own names (``best_val_auroc``), apart from the
-    per-epoch ``val_*`` values, so nothing ranks on "the last value logged"."""
-    final = {(best_of(k) if k.startswith("val_") else k): v for k, v in fitted.metrics.items()}
-    log_metrics(mlflow_client, run_id, {**final, "best_epoch": fitted.best_epoch}, fitted.epochs)
-    with tempfile.TemporaryDirectory(prefix=f"run-{run_id}-") as tmp:
-        out = Path(tmp)
-        write_curves(out, fitted.history)
-        for split, (probs, target) in fitted.predictions.items():
-            prefix = "" if split == "val" else "test_"
-            write_reports(out, probs, target, bundle.classes, fitted.positive_index, prefix)
-        mlflow_client.log_artifacts(run_id, str(out))
-    if cfg.tracking.get("log_model", True):
-        log_model(fitted.net, bundle, run_id)
-    return TrainResult(run_id=run_id, state="COMPLETE", metrics=fitted.metrics,
-                       objective=fitted.metrics.get(str(cfg.trainer.monitor)),
-                       epochs=fitted.epochs)

@@ -145,3 +145,27 @@ def test_image_arguments_and_overrides_are_told_apart(tmp_path, monkeypatch):
     args = ["a.png", "state_dir=/x", "+extra.key=1", "odd=name.png", "dir/b.jpg", "~drop"]
     assert split_overrides(args) == (["a.png", "odd=name.png", "dir/b.jpg"],
                                      ["state_dir=/x", "+extra.key=1", "~drop"])
+
+
+def test_the_champions_operating_point_decides_the_label(store, images):
+    """A champion registered with a threshold (as select_best does) labels an image positive
+    exactly when the positive class's probability reaches it, and says so."""
+    run = store.client.get_run(store.trials["mobilenet_v2"][0])
+    name = f"{MODEL_NAME}-threshold"
+    plain = [json.loads(line) for line in run_module(
+        "pipeline.predict", *images["good"], "--model", run.info.run_id,
+        store.overrides[0]).stdout.strip().splitlines()]
+    positive = load_data(store.cfg).positive_class
+    p = sorted(line["probabilities"][positive] for line in plain)
+    threshold = (p[0] + p[1]) / 2  # between the two lowest: a label the argmax may not give
+    register_champion(store.client, name, run, {"run_id": run.info.run_id,
+                                                "threshold": repr(threshold)})
+    proc = run_module("pipeline.predict", *images["good"], store.overrides[0],
+                      f"select.model_name={name}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"operating point: {positive} when its probability is at least {threshold:.4f}" in (
+        proc.stderr)
+    for line in map(json.loads, proc.stdout.strip().splitlines()):
+        expected = positive if line["probabilities"][positive] >= threshold else next(
+            c for c in line["probabilities"] if c != positive)
+        assert line["label"] == expected

@@ -6,13 +6,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import (
     accuracy_score,
+    brier_score_loss,
     f1_score,
     precision_score,
     recall_score,
@@ -24,6 +27,7 @@ from pipeline.config.errors import PipelineError
 from pipeline.data import load_data
 from pipeline.selection.champion import data_overrides
 from pipeline.selection.competition import competition
+from pipeline.selection.operating_point import choose_threshold
 from tests.sweep_store import BACKBONES, run_module, sweep_store
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -33,16 +37,20 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def store(tmp_path_factory):
     return sweep_store(tmp_path_factory.mktemp("sweep"))
 
-SUMMARY_KEYS = {"champion_run_id", "backbone", "metric", "value", "model_name", "version", "table"}
-ROW_KEYS = {"backbone", "run_id", "trials_complete", "trials_pruned", "val_auroc",
-            "test_sensitivity", "test_specificity", "test_accuracy", "test_f1", "test_precision",
-            "test_npv", "test_auroc", "trainable_params", "total_params", "winner"}
+SUMMARY_KEYS = {"champion_run_id", "backbone", "metric", "value", "model_name", "version", "table",
+                "cv_folds", "operating_point"}
+TEST_KEYS = ("test_sensitivity", "test_specificity", "test_accuracy", "test_f1", "test_precision",
+             "test_npv", "test_auroc")
+ROW_KEYS = {"backbone", "run_id", "trials_complete", "trials_pruned", "val_auroc", *TEST_KEYS,
+            *(f"{k}_ci" for k in TEST_KEYS), "delta_auroc", "delta_auroc_ci", "p_value", "ece",
+            "brier", "threshold", "trainable_params", "total_params", "winner"}
+BOOTSTRAP = "select.bootstrap=300"
 
 
 @pytest.fixture(scope="module")
 def selected(store):
     """The command's (summary, stdout) on the sweep store."""
-    proc = run_module("pipeline.select_best", *store.overrides)
+    proc = run_module("pipeline.select_best", *store.overrides, BOOTSTRAP)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stdout
 
@@ -87,23 +95,36 @@ def test_the_champion_is_the_best_complete_trial_and_each_row_its_backbones_best
         assert row["trials_complete"] == 2
         assert row["trials_pruned"] == (1 if row["backbone"] == "resnet18" else 0)
     assert "| Backbone |" in stdout and "(winner)" in stdout
+    assert "at the youden threshold chosen on validation" in stdout
+    assert re.search(r"\| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", stdout)  # 0.874 [0.812, 0.931]
+    assert "warning: the test split has fewer than 20 images" in stdout  # a tiny test split
+    if summary["table"][1]["p_value"] >= 0.05:
+        assert "cannot be told apart on this test set (p = " in stdout
 
 
-def test_test_metrics_match_scikit_learn_on_the_logged_models_predictions(store, selected):
+def test_test_metrics_at_the_validation_threshold_match_scikit_learn(store, selected):
     bundle = load_data(store.cfg)
     rows = bundle.indices("test")
     images = torch.from_numpy(np.asarray(bundle.images[rows])).unsqueeze(1).float()
     target = bundle.labels[rows]
     pos = bundle.classes.index(bundle.positive_class)
     truth, negative = target == pos, target != pos
-    for row in selected[0]["table"]:
+    table = selected[0]["table"]
+    champion_auroc = table[0]["test_auroc"]
+    for row in table:
         model = mlflow.pytorch.load_model(f"runs:/{row['run_id']}/model")
         probs = model(images).detach().numpy()
-        pred = probs.argmax(axis=1) == pos
+        # The threshold is the one youden's J picks on the run's own validation predictions.
+        local = store.client.download_artifacts(row["run_id"], "val_predictions.csv")
+        val = pd.read_csv(local)
+        val_probs = val[[f"p_{c}" for c in bundle.classes]].to_numpy()
+        assert row["threshold"] == pytest.approx(
+            choose_threshold(val_probs, val["label"].to_numpy(), pos, "youden"))
+        pred = probs[:, pos] >= row["threshold"]
         expected = {
             "test_sensitivity": recall_score(truth, pred),
             "test_specificity": recall_score(negative, ~pred),
-            "test_accuracy": accuracy_score(target, probs.argmax(axis=1)),
+            "test_accuracy": accuracy_score(truth, pred),
             "test_f1": f1_score(truth, pred, zero_division=0),
             "test_precision": precision_score(truth, pred, zero_division=0),
             "test_npv": precision_score(negative, ~pred, zero_division=0),
@@ -111,6 +132,16 @@ def test_test_metrics_match_scikit_learn_on_the_logged_models_predictions(store,
         }
         for key, value in expected.items():
             assert row[key] == pytest.approx(value, abs=1e-6), (row["backbone"], key)
+            low, high = row[f"{key}_ci"]
+            assert low <= high and 0.0 <= low and high <= 1.0
+        assert row["brier"] == pytest.approx(brier_score_loss(truth, probs[:, pos]), abs=1e-6)
+        assert 0.0 <= row["ece"] <= 1.0
+        if row["winner"]:
+            assert row["delta_auroc"] is None and row["p_value"] is None
+        else:
+            assert row["delta_auroc"] == pytest.approx(row["test_auroc"] - champion_auroc)
+            assert row["delta_auroc_ci"][0] <= row["delta_auroc_ci"][1]
+            assert 0.0 <= row["p_value"] <= 1.0
 
 
 def test_the_registry_alias_points_at_the_champion(store, selected):
@@ -122,6 +153,9 @@ def test_the_registry_alias_points_at_the_champion(store, selected):
     assert version.tags["run_id"] == summary["champion_run_id"]
     assert version.tags["metric"] == "val_auroc"
     assert float(version.tags["value"]) == summary["value"]
+    assert float(version.tags["threshold"]) == summary["table"][0]["threshold"]
+    assert version.tags["operating_point"] == summary["operating_point"] == "youden"
+    assert float(version.tags["temperature"]) > 0
     x = torch.randint(0, 256, (3, 1, 32, 32)).float()
     registered = mlflow.pytorch.load_model(f"models:/{summary['model_name']}@champion")(x)
     logged = mlflow.pytorch.load_model(f"runs:/{summary['champion_run_id']}/model")(x)
@@ -138,10 +172,22 @@ def test_the_selection_is_one_run_with_test_metrics_and_the_table(store, selecte
     assert run.data.tags["model_version"] == summary["version"]
     winner = summary["table"][0]
     assert run.data.metrics["test_auroc"] == pytest.approx(winner["test_auroc"])
+    assert run.data.metrics["test_auroc_ci_low"] == pytest.approx(winner["test_auroc_ci"][0])
     for row in summary["table"]:
-        assert run.data.metrics[f"{row['backbone']}.test_f1"] == pytest.approx(row["test_f1"])
+        name = row["backbone"]
+        assert run.data.metrics[f"{name}.test_f1"] == pytest.approx(row["test_f1"])
+        for key in TEST_KEYS:  # every interval logged as the JSON line gives it
+            low, high = row[f"{key}_ci"]
+            assert run.data.metrics[f"{name}.{key}_ci_low"] == pytest.approx(low)
+            assert run.data.metrics[f"{name}.{key}_ci_high"] == pytest.approx(high)
+        for key in ("ece", "brier", "threshold"):
+            assert run.data.metrics[f"{name}.{key}"] == pytest.approx(row[key])
+        if row["p_value"] is not None:
+            assert run.data.metrics[f"{name}.p_value"] == pytest.approx(row["p_value"])
+    assert summary["cv_folds"] == 1
+    assert run.data.metrics["val_nll_after"] <= run.data.metrics["val_nll_before"]
     artifacts = {a.path for a in store.client.list_artifacts(run.info.run_id)}
-    assert {"comparison.md", "comparison.csv", *BACKBONES} <= artifacts
+    assert {"comparison.md", "comparison.csv", "reliability_diagram.png", *BACKBONES} <= artifacts
     local = store.client.download_artifacts(run.info.run_id, "comparison.csv")
     with open(local) as f:
         logged = list(csv.DictReader(io.StringIO(f.read())))

@@ -85,7 +85,7 @@ class FeatureDataModule(pl.LightningDataModule):
         return self._swap(base, split, None)
 
     def _swap(self, loader: DataLoader, split: str, autocast: torch.dtype | None) -> DataLoader:
-        split_rows = self.bundle.indices(split)
+        split_rows = self.store.rows(split)
         rows = np.asarray(loader.dataset.indices)
         positions = np.searchsorted(split_rows, rows)
         if len(rows) and (positions.max() >= len(split_rows)

@@ -146,18 +146,23 @@ class FeatureStore:
         self._open: dict[tuple[str, str], np.ndarray] = {}
 
     def key(self, split: str, autocast: torch.dtype | None = None) -> FeatureKey:
+        name, rows = self.bundle.cache_rows(split)
         return FeatureKey(
             backbone=self.backbone, weights=self.weights, depth=self.depth,
             image_size=int(self.bundle.image_size), fingerprint=self.bundle.fingerprint,
-            split=split, rows=len(self.bundle.indices(split)), device=self.device.type,
+            split=name, rows=len(rows), device=self.device.type,
             autocast=_dtype_name(autocast),
         )
 
+    def rows(self, split: str) -> np.ndarray:
+        """The bundle rows of the entry that serves ``split``, in entry order."""
+        return self.bundle.cache_rows(split)[1]
+
     def features(self, split: str, autocast: torch.dtype | None = None) -> np.ndarray:
-        """(rows of ``split``, C, H, W) outputs of the frozen stages, memory-mapped; row r is the
-        split's r-th image (``bundle.indices(split)[r]``)."""
+        """(rows, C, H, W) outputs of the frozen stages, memory-mapped; row r is the image
+        ``rows(split)[r]`` (the split's own rows, or a cross-validation fold's whole pool)."""
         key = self.key(split, autocast)
-        memo = (split, key.autocast)
+        memo = (key.split, key.autocast)
         if memo in self._open:
             return self._open[memo]
         path = key.path(self.root)
@@ -173,7 +178,7 @@ class FeatureStore:
         return array
 
     def _compute(self, key: FeatureKey, path: Path, autocast: torch.dtype | None) -> np.ndarray:
-        indices = self.bundle.indices(key.split)
+        indices = self.bundle.cv_pool if key.split == "pool" else self.bundle.indices(key.split)
         net = self.net
         was_training = net.training
         home = next(net.parameters()).device

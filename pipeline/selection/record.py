@@ -1,0 +1,100 @@
+"""The selection as one MLflow run (``role=selection``): the table as Markdown and CSV, each
+backbone's test metrics with their intervals and comparison, predictions, reports, and the
+champion's reliability diagram."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from pipeline import tracking
+from pipeline.selection.assessment import Assessed
+from pipeline.selection.calibration import reliability_diagram, scaled
+from pipeline.selection.comparison import to_csv
+from pipeline.selection.competition import Competition
+from pipeline.training.reports import write_reports
+
+
+def selection_metrics(item: Assessed, metric: str) -> dict[str, float]:
+    """One backbone's logged values: its selection score, test metrics and their interval
+    bounds (``test_<m>_ci_low``/``_high``), the comparison with the champion, calibration."""
+    values = {metric: item.candidate.value, **item.evaluation.metrics}
+    for name, value in item.test.values.items():
+        low, high = item.test.intervals[name]
+        values.update({f"test_{name}": value, f"test_{name}_ci_low": low,
+                       f"test_{name}_ci_high": high})
+    values.update({"ece": item.ece, "brier": item.brier})
+    if item.threshold is not None:
+        values["threshold"] = item.threshold
+    if item.versus_champion is not None:
+        versus = item.versus_champion
+        values.update({"delta_auroc": versus.delta_auroc, "delta_auroc_ci_low": versus.delta_ci[0],
+                       "delta_auroc_ci_high": versus.delta_ci[1], "p_value": versus.p_value})
+    values.update(item.calibration)
+    return {k: float(v) for k, v in values.items() if v is not None}
+
+
+def log_selection(
+    mlflow_client: Any, cfg: DictConfig, comp: Competition, assessed: Sequence[Assessed],
+    rows: list[dict], markdown: str, sentences: Sequence[str],
+) -> str:
+    """One run: the champion's values unprefixed, every backbone's as ``<backbone>.<name>``."""
+    from mlflow.entities import Metric, Param
+
+    winner = assessed[0]
+    run = mlflow_client.create_run(comp.experiment_id, run_name=f"select-{comp.dataset}", tags={
+        "role": "selection", "dataset": comp.dataset, "data_fingerprint": comp.fingerprint,
+        "select_metric": comp.metric, "champion_run_id": winner.candidate.run_id,
+        "champion_backbone": winner.backbone, "model_name": str(cfg.select.model_name),
+        "git_commit": tracking.git_commit(),
+    })
+    run_id = run.info.run_id
+    status = "FAILED"
+    try:
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, 0) for k, v in selection_metrics(winner, comp.metric).items()]
+        for item in assessed:
+            metrics += [Metric(f"{item.backbone}.{k}", v, now, 0)
+                        for k, v in selection_metrics(item, comp.metric).items()]
+        params = [Param(f"select.{k}", str(v)) for k, v in
+                  {"metric": comp.metric, "direction": comp.direction,
+                   "fingerprint": comp.fingerprint, "dataset": comp.dataset,
+                   "model_name": cfg.select.model_name, "bootstrap": cfg.select.bootstrap,
+                   "operating_point": cfg.select.operating_point,
+                   "calibrate": cfg.select.calibrate}.items()]
+        params.append(Param("candidates", ",".join(
+            f"{a.backbone}:{a.candidate.run_id}" for a in assessed)))
+        for i in range(0, len(metrics), 500):
+            mlflow_client.log_batch(run_id, metrics=metrics[i : i + 500],
+                                    params=params if i == 0 else [], synchronous=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_artifacts(Path(tmp), assessed, rows, markdown, sentences)
+            mlflow_client.log_artifacts(run_id, tmp)
+        status = "FINISHED"
+    finally:
+        mlflow_client.set_terminated(run_id, status=status)
+    return run_id
+
+
+def write_artifacts(out: Path, assessed: Sequence[Assessed], rows: list[dict], markdown: str,
+                    sentences: Sequence[str]) -> None:
+    (out / "comparison.md").write_text(markdown + "".join(f"\n{s}\n" for s in sentences))
+    (out / "comparison.csv").write_text(to_csv(rows))
+    for item in assessed:
+        ev = item.evaluation
+        write_reports(out / item.backbone, ev.probs, ev.target, ev.classes, ev.positive_index,
+                      "test_")
+        ev.predictions().to_csv(out / item.backbone / "test_predictions.csv", index=False,
+                                lineterminator="\n")
+    champion = assessed[0].evaluation
+    curves = {"test": (champion.probs, champion.target)}
+    if assessed[0].calibration:
+        t = assessed[0].calibration["temperature"]
+        curves[f"test, temperature {t:.2f}"] = (scaled(champion.probs, t), champion.target)
+    reliability_diagram(out / "reliability_diagram.png", curves, champion.positive_index,
+                        f"{assessed[0].backbone}: reliability on test")
