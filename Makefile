@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 MODEL ?= densenet121
+# MODEL=all: one study across every backbone of sweeps/backbones.yaml (sweep.space=backbones).
+MODEL_ARG = $(if $(filter all,$(MODEL)),sweep.space=backbones,backbone=$(MODEL))
 # Worker processes `make sweep` starts on the study (one trial each at a time), or one per GPU listed.
 WORKERS ?= 1
 GPUS ?=
@@ -49,12 +51,12 @@ lint: install
 sweep: install
 	@[[ "$(WORKERS)" =~ ^[1-9][0-9]*$$ ]] || { echo "make sweep: WORKERS=$(WORKERS) is not a number >= 1" >&2; exit 2; }; \
 	gpus=($$(echo '$(GPUS)' | tr ',' ' ')); n=$${#gpus[@]}; [ $$n -gt 0 ] || n=$(WORKERS); \
-	if [ $$n -eq 1 ] && [ -z '$(GPUS)' ]; then exec $(PY) -m pipeline.sweep backbone=$(MODEL) $(ARGS); fi; \
+	if [ $$n -eq 1 ] && [ -z '$(GPUS)' ]; then exec $(PY) -m pipeline.sweep $(MODEL_ARG) $(ARGS); fi; \
 	set -m; pids=(); \
 	trap 'kill -INT "$${pids[@]}" 2>/dev/null' INT; trap 'kill -TERM "$${pids[@]}" 2>/dev/null' TERM; \
 	for ((i = 0; i < n; i++)); do \
 		[ $${#gpus[@]} -eq 0 ] || export CUDA_VISIBLE_DEVICES=$${gpus[$$i]}; \
-		$(PY) -m pipeline.sweep backbone=$(MODEL) $(ARGS) & pids+=($$!); \
+		$(PY) -m pipeline.sweep $(MODEL_ARG) $(ARGS) & pids+=($$!); \
 	done; set +m; \
 	echo "make sweep: $$n workers (pids $${pids[*]}$${gpus:+, GPUs $(GPUS)}) on the study of $(MODEL)"; \
 	rc=0; for p in "$${pids[@]}"; do \
@@ -62,10 +64,19 @@ sweep: install
 		[ $$rc -ne 0 ] || rc=$$s; \
 	done; exit $$rc
 
+# One study per backbone, WORKERS of them at a time (one after another by default); no new study
+# starts once one has failed, and the first failing study's exit code is make's.
 sweep-all: install
-	@for m in $(ALL_MODELS); do \
-		$(PY) -m pipeline.sweep backbone=$$m $(ARGS) || exit $$?; \
-	done
+	@[[ "$(WORKERS)" =~ ^[1-9][0-9]*$$ ]] || { echo "make sweep-all: WORKERS=$(WORKERS) is not a number >= 1" >&2; exit 2; }; \
+	rc=0; running=0; \
+	for m in $(ALL_MODELS); do \
+		if [ $$running -ge $(WORKERS) ]; then wait -n; s=$$?; running=$$((running - 1)); [ $$rc -ne 0 ] || rc=$$s; fi; \
+		[ $$rc -eq 0 ] || break; \
+		echo "make sweep-all: starting the study of $$m"; \
+		$(PY) -m pipeline.sweep backbone=$$m $(ARGS) & running=$$((running + 1)); \
+	done; \
+	while [ $$running -gt 0 ]; do wait -n; s=$$?; running=$$((running - 1)); [ $$rc -ne 0 ] || rc=$$s; done; \
+	exit $$rc
 
 select: install
 	$(PY) -m pipeline.select_best $(ARGS)

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KEYS = ("pipeline_vs_bare", "decode_cache_speedup", "feature_cache_speedup", "pruning_saved",
-        "rss_growth")
+        "rss_growth", "cv_cost")
 
 
-PARTS = ("bare", "decode", "features", "pruning", "rss")
+PARTS = ("bare", "decode", "features", "pruning", "rss", "cv")
 
 
 TARGETS = {"pipeline_vs_bare": (">=", 0.95), "decode_cache_speedup": (">=", 10.0),
            "feature_cache_speedup": (">=", 10.0), "pruning_saved": (">=", 0.3),
-           "rss_growth": ("<=", 1.10)}
+           "rss_growth": ("<=", 1.10), "cv_cost": ("<=", 3.0)}
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,11 @@ class Profile:
     rss_early: int = 2
     rss_trials: int = 20
     learning_rates: tuple[float, float] = (1e-4, 3e-2)
+    # k-fold study over single-split study, the same trials (cv_cost)
+    cv_overrides: tuple[str, ...] = ("backbone=resnet18", "dataset.image_size=32",
+                                     "dataset.num_images=240")
+    cv_trials: int = 12
+    cv_folds: int = 5
 
 
 def _data(backbone: str, size: int, images: int, *more: str) -> tuple[str, ...]:
@@ -77,6 +82,7 @@ FULL = Profile(
                             "trainer.max_epochs=10"),
     prune_overrides=_data("densenet121", 224, 600),
     rss_overrides=_data("densenet121", 224, 600, "trainer.max_epochs=2"),
+    cv_overrides=_data("densenet121", 224, 600),
 )
 
 
@@ -96,6 +102,9 @@ SMOKE = Profile(
     rss_overrides=_data("resnet18", 32, 60, "trainer.max_epochs=1"),
     rss_early=1,
     rss_trials=2,
+    cv_overrides=_data("resnet18", 32, 60, "trainer.max_epochs=1"),
+    cv_trials=2,
+    cv_folds=2,
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline.bench.bare import bench_bare
 from pipeline.bench.caches import bench_decode, bench_features
+from pipeline.bench.cv import bench_cv
 from pipeline.bench.profiles import KEYS, PARTS, PROFILES, TARGETS, Profile, say
 from pipeline.bench.studies import bench_pruning, bench_rss
 
@@ -34,6 +35,8 @@ DOC = """Speed figures, each a ratio measured side by side in one run on this ma
   space over epochs trained by the same study unpruned; both best values reported.
 - ``rss_growth``: peak resident memory (VmHWM) after trial 20 of one sweep over after trial 2,
   in a fresh process.
+- ``cv_cost``: wall time of a 5-fold study over a single-split study of the same 12 trials (the
+  default space on weights from a file, so frozen stages are cached), each with its pruning.
 
 Medians of repeats where a figure is repeated. ``--quick`` (tiny sizes, models not logged) keeps
 the whole run under 10 minutes on a 2-core CPU; the full run uses native sizes. State lives in a
@@ -44,7 +47,7 @@ also written to ``--out``.
 
 BENCHES: dict[str, Callable[[Path, Profile], dict[str, Any]]] = {
     "bare": bench_bare, "decode": bench_decode, "features": bench_features,
-    "pruning": bench_pruning, "rss": bench_rss,
+    "pruning": bench_pruning, "rss": bench_rss, "cv": bench_cv,
 }
 
 

@@ -22,6 +22,7 @@ from pipeline import tracking
 from pipeline.config import compose
 from pipeline.data import load_data
 from pipeline.models.weights import describe_weights
+from pipeline.sweep.baselines import enqueue_baselines, search_gain
 from pipeline.sweep.bookkeeping import (
     close_orphaned_parents,
     close_orphaned_runs,
@@ -32,8 +33,10 @@ from pipeline.sweep.bookkeeping import (
     start_parent_run,
 )
 from pipeline.sweep.budget import STATE_NAMES, fail_stale_trials, progress
+from pipeline.sweep.joint import prepare_space
 from pipeline.sweep.objective import Objective, TrialFailed
-from pipeline.sweep.space import SearchSpace, load_space
+from pipeline.sweep.space import load_space
+from pipeline.sweep.stopping import FailureStreak, search_stopped, tell_workers
 from pipeline.sweep.storage import open_study, public_url, setup_lock, storage_url, study_name
 from pipeline.sweep.summary import best_trial, print_table, summarize
 from pipeline.training.signals import Interrupted
@@ -53,16 +56,19 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
     # What a trial runs before its sampled values: the base config, the space's fixed keys,
     # then the command line. Every study-level setting (the pruner's budget) is read from it.
     trial_cfg = compose([*space.fixed_overrides(), *overrides])
-    space = fit_space_to_weights(space, trial_cfg, say)
+    space = prepare_space(space, cfg, trial_cfg, say)
+    joint = bool(space.backbones)
     with setup_lock(cfg):
         bundle = load_data(cfg)  # once: fails early on bad data, and every trial reuses it
         mlflow_client = tracking.client(cfg)
         tracking.experiment_id(cfg, mlflow_client)
-        name = study_name(cfg)
+        name = study_name(cfg, joint)
         if close_orphaned_parents(cfg, name, mlflow_client):
             say("closed the study run of a worker of this machine that died (now KILLED)")
         worker = live_workers(cfg, name, mlflow_client)
-        study = open_study(trial_cfg, worker)
+        study = open_study(trial_cfg, worker, joint)
+        enqueue_baselines(study, cfg, space, trial_cfg,
+                          describe_weights(trial_cfg.backbone) == "random", say)
         parent = start_parent_run(cfg, space, bundle.fingerprint, mlflow_client, name)
 
     def close_orphans() -> None:
@@ -109,6 +115,11 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         while deadline is None or time.monotonic() < deadline:
+            stop_reason = search_stopped(cfg, study)
+            if stop_reason:
+                tell_workers(study, stop_reason)
+                say(f"stopping: {stop_reason}", flush=True)
+                break
             if fail_stale_trials(study):
                 close_orphans()
             finished, running = progress(study)
@@ -141,6 +152,12 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
         finish_parent(mlflow_client, parent, study, status, stop_reason)
     summary = summarize(study, storage_url(cfg), parent)
     summary["stop_reason"] = stop_reason
+    gain = search_gain(study)
+    if gain is not None:
+        sign = 1 if study.direction.name == "MAXIMIZE" else -1
+        say(f"search gain over the papers' recipes: {sign * (gain[0] - gain[1]):+.3f} "
+            f"{cfg.objective.metric} (best searched {gain[0]:.4f}, best recipe {gain[1]:.4f})")
+        mlflow_client.log_metric(parent, "search_gain", sign * (gain[0] - gain[1]))
     if echo:
         print_table(study, str(cfg.objective.metric))
         say(f"open the MLflow UI: make ui   (then http://127.0.0.1:5000, experiment "
@@ -156,40 +173,3 @@ class SweepFailed(Exception):
     def __init__(self, reason: str, summary: dict):
         super().__init__(reason)
         self.summary = summary
-
-
-def fit_space_to_weights(space: SearchSpace, trial_cfg: DictConfig, say) -> SearchSpace:
-    """On random weights a frozen stage is a random feature extractor, which training refuses:
-    the space's freeze depth collapses to the configured one (0), with one line saying so."""
-    key = "backbone.freeze_depth"
-    if key not in space.params or describe_weights(trial_cfg.backbone) != "random":
-        return space
-    narrowed = space.without(key)
-    say(f"backbone weights are random (backbone.pretrained=false): {key} stays "
-        f"{trial_cfg.backbone.freeze_depth} (frozen random stages learn nothing); the space "
-        f"searches {', '.join(narrowed.params) or 'nothing else'}", flush=True)
-    return narrowed
-
-
-class FailureStreak:
-    """This worker's trials failing in a row with one error: after ``limit`` of them the sweep
-    stops instead of spending its budget on the same failure."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.errors: list[str] = []
-
-    def add(self, trial: FrozenTrial) -> None:
-        if trial.state != TrialState.FAIL or trial.user_attrs.get("interrupted"):
-            self.errors = []
-            return
-        error = str(trial.user_attrs.get("error", "an unknown error"))
-        self.errors = [*self.errors, error] if self.errors[-1:] == [error] else [error]
-
-    @property
-    def stopped(self) -> bool:
-        return self.limit > 0 and len(self.errors) >= self.limit
-
-    def reason(self) -> str:
-        return (f"{len(self.errors)} consecutive trials failed with the same error "
-                f"(sweep.max_consecutive_failures={self.limit}): {self.errors[-1]}")

@@ -79,11 +79,16 @@ class Objective:
 
         cfg, n_total = self.cfg, int(self.cfg.sweep.n_trials)
         values = self.space.sample(trial, cfg)
-        trial_overrides = [*self.space.fixed_overrides(), *self.overrides, *overrides_of(values)]
+        # A paper's baseline recipe sets what it states last, over the space's values.
+        recipe = list(trial.user_attrs.get("recipe_overrides", []))
+        trial_overrides = [*self.space.fixed_overrides(), *self.overrides, *overrides_of(values),
+                           *recipe]
         trial.set_user_attr("overrides", trial_overrides)
         finished, running = progress(self.study)  # running: this trial and other workers' ones
-        self.say(f"trial {trial.number} ({min(finished + len(running), n_total)} of {n_total}): "
-                 + ", ".join(f"{k}={fmt(v)}" for k, v in values.items()), flush=True)
+        baseline = trial.user_attrs.get("baseline")
+        self.say(f"trial {trial.number} ({min(finished + len(running), n_total)} of {n_total}"
+                 f"{f', baseline of paper {baseline}' if baseline else ''}): "
+                 + ", ".join([f"{k}={fmt(v)}" for k, v in values.items()] + recipe), flush=True)
         try:
             trial_cfg = compose(trial_overrides)
         except PipelineError as exc:  # a sampled value the config refuses: this trial's FAIL
@@ -91,6 +96,8 @@ class Objective:
             raise TrialFailed(str(exc)) from exc
         tags = {"role": "trial", "study_name": self.study.study_name,
                 "optuna_trial": str(trial.number), "sweep_space": self.space.name}
+        if trial.user_attrs.get("baseline"):
+            tags["baseline"] = str(trial.user_attrs["baseline"])
         counter = EpochCount()
         pruning = PyTorchLightningPruningCallback(trial, monitor=str(trial_cfg.trainer.monitor))
         result = None

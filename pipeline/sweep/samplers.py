@@ -9,17 +9,20 @@ from omegaconf import DictConfig
 from pipeline.config.errors import ConfigError
 
 
-def make_sampler(cfg: DictConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(cfg: DictConfig, worker: int = 0, conditional: bool = False
+                 ) -> optuna.samplers.BaseSampler:
     """The study's sampler, made once per worker: seeded from ``seed`` and the worker's index
     (0 for the first; workers seeded alike would draw the same values), so a one-worker study
     repeats its trials from ``seed``. TPE uses the constant liar: a value sampled while other
-    workers' trials run stays clear of theirs."""
+    workers' trials run stays clear of theirs. A ``conditional`` space (the backbone first, the
+    rest depending on it) gets the multivariate TPE over groups of parameters that occur
+    together, as Optuna recommends for such spaces."""
     name = str(cfg.sweep.sampler)
     seed = int(np.random.SeedSequence([int(cfg.seed), int(worker)]).generate_state(1)[0])
     if name == "tpe":
         return optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=int(cfg.sweep.get("startup_trials", 5)),
-            constant_liar=True,
+            constant_liar=True, multivariate=conditional, group=conditional,
         )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)

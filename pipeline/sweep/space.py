@@ -33,6 +33,19 @@ class SearchSpace:
     params: dict[str, dict[str, Any]]
     fixed: dict[str, Any]
 
+    @property
+    def backbones(self) -> list[str]:
+        """The backbones a joint study chooses between (empty: the configured one only)."""
+        spec = self.params.get("backbone")
+        return [str(c) for c in spec["choices"]] if spec else []
+
+    def with_backbones(self, names: list[str]) -> SearchSpace:
+        """The space choosing between ``names`` (``sweep.backbones=[a,b]``)."""
+        params = dict(self.params)
+        params["backbone"] = {"type": "categorical", "choices": list(names)}
+        params = {"backbone": params.pop("backbone"), **params}  # chosen first
+        return SearchSpace(self.name, self.path, params, dict(self.fixed))
+
     def without(self, key: str) -> SearchSpace:
         """The space with ``key`` no longer searched (trials keep its configured value)."""
         params = {k: v for k, v in self.params.items() if k != key}
@@ -42,14 +55,18 @@ class SearchSpace:
         return [f"{key}={_override_value(v)}" for key, v in self.fixed.items()]
 
     def sample(self, trial: optuna.trial.BaseTrial, cfg: DictConfig) -> dict[str, Any]:
-        """The trial's values, one per param (``high: max`` = the backbone's stage count)."""
+        """The trial's values, one per param (``high: max`` = the stage count of the backbone:
+        the one the trial chose, in a joint study, so the freeze depth is conditional on it)."""
         values: dict[str, Any] = {}
+        backbone = cfg.backbone
         for key, spec in self.params.items():
             kind = spec["type"]
             if kind == "categorical":
                 values[key] = trial.suggest_categorical(key, list(spec["choices"]))
+                if key == "backbone":
+                    backbone = backbone_option(str(values[key]))
                 continue
-            high = stage_count(cfg.backbone) if spec["high"] == "max" else spec["high"]
+            high = stage_count(backbone) if spec["high"] == "max" else spec["high"]
             kw = {"log": bool(spec.get("log", False))}
             if spec.get("step") is not None:
                 kw["step"] = spec["step"]
@@ -58,6 +75,11 @@ class SearchSpace:
             else:
                 values[key] = trial.suggest_float(key, float(spec["low"]), float(high), **kw)
         return values
+
+
+def backbone_option(name: str) -> DictConfig:
+    """``conf/backbone/<name>.yaml`` as written (what its stages are built from)."""
+    return OmegaConf.load(CONF_DIR / "backbone" / f"{name}.yaml")
 
 
 def overrides_of(values: dict[str, Any]) -> list[str]:

@@ -71,19 +71,22 @@ def make_storage(cfg: DictConfig) -> RDBStorage:
     raise AssertionError("unreachable")
 
 
-def study_name(cfg: DictConfig) -> str:
-    return str(cfg.sweep.study_name or f"{cfg.dataset.name}-{cfg.backbone.name}")
+def study_name(cfg: DictConfig, joint: bool = False) -> str:
+    """``sweep.study_name``, else ``<dataset>-<backbone>`` (``<dataset>-all`` across backbones)."""
+    return str(cfg.sweep.study_name or
+               f"{cfg.dataset.name}-{'all' if joint else cfg.backbone.name}")
 
 
-def open_study(cfg: DictConfig, worker: int = 0) -> optuna.Study:
+def open_study(cfg: DictConfig, worker: int = 0, joint: bool = False) -> optuna.Study:
     """The study by name, created on first use; ``cfg`` is the config its trials run (the
     space's fixed keys and the command line applied), so the pruner's budget is theirs."""
     direction = str(cfg.objective.direction)
     if direction not in ("maximize", "minimize"):
         raise ConfigError(f"sweep.direction={direction}: use maximize or minimize")
     study = optuna.create_study(
-        storage=make_storage(cfg), study_name=study_name(cfg), direction=direction,
-        sampler=make_sampler(cfg, worker), pruner=make_pruner(cfg), load_if_exists=True,
+        storage=make_storage(cfg), study_name=study_name(cfg, joint), direction=direction,
+        sampler=make_sampler(cfg, worker, conditional=joint), pruner=make_pruner(cfg),
+        load_if_exists=True,
     )
     if study.direction.name.lower() != direction:
         raise ConfigError(

@@ -58,12 +58,13 @@ def test_bench_reports_speed_figures_as_a_json_last_line(capsys, tmp_path):
     assert features["trials"] == bench.PROFILES["smoke"].feature_trials
     assert features["equal_best"] and features["max_trial_difference"] <= 1e-6
     assert result["pruning_saved"] is None and result["rss_growth"] is None
+    assert result["cv_cost"] is None
     _targets_agree(result)
 
 
 @pytest.mark.slow
 def test_bench_pruning_and_memory_figures(capsys, tmp_path):
-    result = _run(capsys, tmp_path, ["pruning", "rss"])
+    result = _run(capsys, tmp_path, ["pruning", "rss", "cv"])
     pruning = result["details"]["pruning"]
     assert pruning["epochs_pruned"] <= pruning["epochs_unpruned"]
     assert result["pruning_saved"] == pytest.approx(
@@ -71,4 +72,8 @@ def test_bench_pruning_and_memory_figures(capsys, tmp_path):
     assert pruning["best_unpruned"] is not None and pruning["best_pruned"] is not None
     rss = result["details"]["rss"]
     assert result["rss_growth"] == _ratio(rss["peak_mib"][1], rss["peak_mib"][0])
+    cv = result["details"]["cv"]
+    assert result["cv_cost"] == _ratio(cv["cv_s"], cv["single_s"])
+    assert cv["fits_single"] == cv["trials"] and cv["trials"] <= cv["fits_cv"] <= (
+        cv["trials"] * cv["folds"])
     _targets_agree(result)

@@ -224,3 +224,42 @@ def test_make_sweep_fails_when_a_worker_fails(tmp_path):
     assert make.returncode == 2 and "Error 3" in out, out  # make's own code for a failed recipe
     assert [cuda for cuda, _ in _workers(tmp_path)] == ["-", "-", "-"]
     assert "make sweep: 3 workers" in out
+
+
+# ---- make sweep-all's studies side by side, with stand-in studies ------------------------------
+FAKE_STUDY = r"""
+import os, sys, time
+out, backbone = sys.argv[1], sys.argv[4].split("=", 1)[1]
+open(os.path.join(out, f"{backbone}.running"), "w").close()
+running = len(list(p for p in os.listdir(out) if p.endswith(".running")))
+with open(os.path.join(out, f"{backbone}.seen"), "w") as fh:
+    fh.write(str(running))
+time.sleep(1.5)
+os.remove(os.path.join(out, f"{backbone}.running"))
+sys.exit(4 if backbone == "fails" else 0)
+"""
+
+
+def _sweep_all(tmp_path, models: str, workers: int) -> subprocess.CompletedProcess:
+    fake = tmp_path / "fake_study.py"
+    fake.write_text(FAKE_STUDY)
+    return subprocess.run(
+        ["make", "-s", "-o", ".venv/.installed", "sweep-all", f"WORKERS={workers}",
+         f"ALL_MODELS={models}", f"PY={sys.executable} {fake} {tmp_path}"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_sweep_all_runs_n_studies_at_a_time(tmp_path):
+    proc = _sweep_all(tmp_path, "a b c d", workers=2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seen = {p.stem: int(p.read_text()) for p in tmp_path.glob("*.seen")}
+    assert sorted(seen) == ["a", "b", "c", "d"]
+    assert max(seen.values()) == 2  # two studies at once, never three
+    assert proc.stdout.count("make sweep-all: starting the study of") == 4
+
+
+def test_sweep_all_keeps_the_first_failing_studys_exit_code(tmp_path):
+    proc = _sweep_all(tmp_path, "fails b c", workers=1)
+    assert proc.returncode == 2 and "Error 4" in proc.stderr, proc.stdout + proc.stderr
+    assert sorted(p.stem for p in tmp_path.glob("*.seen")) == ["fails"]  # nothing after it
