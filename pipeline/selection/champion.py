@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from pipeline.data import load_data
 from pipeline.selection.assessment import assess, indistinct, small_test_warning
 from pipeline.selection.comparison import table_row, to_markdown
-from pipeline.selection.competition import candidates, competition
+from pipeline.selection.competition import candidates, competition, search_gain
 from pipeline.selection.evaluation import evaluate_run
 from pipeline.selection.record import log_selection
 from pipeline.tracking.logged import open_store
@@ -48,6 +48,9 @@ def select_champion(cfg: DictConfig, overrides: Sequence[str] = (), say: Say = p
     operating_point = str(cfg.select.operating_point)
     markdown = to_markdown(rows, comp.metric, operating_point)
     sentences = [_sentence(assessed[0], same) for same in indistinct(assessed)]
+    gain = search_gain(mlflow_client, comp)
+    if gain is not None:
+        sentences.append(gain.sentence())
     winner = assessed[0]
     selection_id = log_selection(mlflow_client, cfg, comp, assessed, rows, markdown, sentences)
     model_name = str(cfg.select.model_name)

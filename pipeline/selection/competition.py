@@ -17,7 +17,14 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pipeline.config.errors import PipelineError
-from pipeline.tracking.search import best_of, count_runs, first_per_value, order_by, where
+from pipeline.tracking.search import (
+    best_of,
+    count_runs,
+    first_per_value,
+    first_run,
+    order_by,
+    where,
+)
 
 FINISHED = "attributes.status = 'FINISHED'"
 
@@ -143,3 +150,38 @@ def candidates(mlflow_client: Any, comp: Competition) -> list[Candidate]:
             f"select.metric (these runs log {', '.join(logged[:12]) or 'no metrics'})"
         )
     return out
+
+
+@dataclass
+class Gain:
+    """The best searched trial against the best of the papers' recipes (baseline trials)."""
+
+    searched: Any
+    baseline: Any
+    metric: str
+
+    @property
+    def value(self) -> float:
+        key = best_of(self.metric)
+        diff = self.searched.data.metrics[key] - self.baseline.data.metrics[key]
+        return diff if "loss" not in self.metric else -diff
+
+    def sentence(self) -> str:
+        return (f"search gain over the papers' recipes: {self.value:+.3f} {self.metric} (best "
+                f"searched run {self.searched.info.run_id}, best recipe: paper "
+                f"{self.baseline.data.tags['baseline']}, {self.baseline.data.tags['backbone']}, "
+                f"run {self.baseline.info.run_id})")
+
+
+def search_gain(mlflow_client: Any, comp: Competition, baselines: int = 50) -> Gain | None:
+    """The best competing run that is no baseline, and the best baseline; None without both."""
+    order = order_by(comp.metric, comp.direction)
+    exp = [comp.experiment_id]
+    baseline = first_run(mlflow_client, exp, where(comp.filter(), "tags.baseline LIKE '%'"),
+                         order)
+    if baseline is None:
+        return None
+    ahead = mlflow_client.search_runs(exp, filter_string=comp.filter(), order_by=order,
+                                      max_results=baselines + 1)
+    searched = next((r for r in ahead if "baseline" not in r.data.tags), None)
+    return Gain(searched, baseline, comp.metric) if searched is not None else None

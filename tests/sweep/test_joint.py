@@ -73,10 +73,17 @@ def test_a_joint_study_starts_from_the_recipes_and_selects_one_row_per_backbone(
             assert run.data.params["trainer.max_epochs"] == "1"  # capped by the budget
         else:
             assert "baseline" not in run.data.tags
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best_recipe = max(t.value for t in complete if t.user_attrs.get("baseline"))
+    best_searched = max(t.value for t in complete if not t.user_attrs.get("baseline"))
+    parent = MlflowClient(tracking_uri(cfg)).get_run(summary["parent_run_id"])
+    assert parent.data.metrics["search_gain"] == pytest.approx(best_searched - best_recipe)
     proc = run_module("pipeline.select_best", *overrides, "select.bootstrap=100")
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = json.loads(proc.stdout.strip().splitlines()[-1])["table"]
     assert sorted(row["backbone"] for row in table) == ["mobilenet_v2", "resnet18"]
+    assert f"search gain over the papers' recipes: {best_searched - best_recipe:+.3f} " \
+           "val_auroc" in proc.stdout
 
 
 def test_patience_ends_the_study_with_its_reason(tiny_overrides, monkeypatch):
