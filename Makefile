@@ -21,7 +21,7 @@ ARTIFACTS ?= $(CURDIR)/mlruns/server-artifacts
 # Backbones of `make sweep-all`: paper 000's five, then papers 001-004's additions.
 ALL_MODELS ?= xception vgg19 resnet50 densenet121 inception_v3 vgg16 resnet152v2 mobilenet_v3_large resnet50_resnet152v2_concat
 
-.PHONY: install test test-slow lint sweep sweep-all select rerun predict describe ui server bench clean
+.PHONY: install test test-slow lint sweep sweep-all select rerun predict describe ui dashboard server bench evaluate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -90,6 +90,10 @@ predict: install
 	@test -n "$(IMAGES)" || { echo "usage: make predict IMAGES='a.png b.jpg' [ARGS='--model champion|RUN_ID --cam DIR']" >&2; exit 2; }
 	$(PY) -m pipeline.predict $(IMAGES) $(ARGS)
 
+# External validation: ARGS='dataset=imagefolder dataset.root=/data/kermany evaluate.label_map=...'
+evaluate: install
+	$(PY) -m pipeline.evaluate $(ARGS)
+
 describe: install
 	$(PY) -m pipeline.describe_data $(ARGS)
 
@@ -100,6 +104,12 @@ ui: install
 	$(VENV)/bin/mlflow ui --host $(HOST) --port $(PORT) \
 		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts
+
+# Optuna's dashboard on the study storage (STORAGE: any Optuna RDB URL), on 127.0.0.1:$(DASHBOARD_PORT).
+STORAGE ?= sqlite:///$(CURDIR)/mlruns/optuna.db
+DASHBOARD_PORT ?= 8080
+dashboard: install
+	$(VENV)/bin/optuna-dashboard '$(STORAGE)' --host $(HOST) --port $(DASHBOARD_PORT)
 
 # Workers then log with tracking.uri=http://<host>:$(PORT); ARGS go to `mlflow server`. MLflow's job
 # runner (GenAI features, unused here: eight more processes) stays off unless the variable says so.

@@ -14,6 +14,7 @@ from pipeline.selection.comparison import table_row, to_markdown
 from pipeline.selection.competition import candidates, competition, search_gain
 from pipeline.selection.evaluation import evaluate_run
 from pipeline.selection.record import log_selection
+from pipeline.selection.report import selection_report
 from pipeline.tracking.logged import open_store
 from pipeline.tracking.registry import CHAMPION, register_champion
 
@@ -66,6 +67,8 @@ def select_champion(cfg: DictConfig, overrides: Sequence[str] = (), say: Say = p
         tags["temperature"] = repr(winner.calibration["temperature"])
     version = register_champion(mlflow_client, model_name, winner.candidate.run, tags)
     mlflow_client.set_tag(selection_id, "model_version", version)
+    report = selection_report(cfg, mlflow_client, comp, assessed, rows, sentences)
+    mlflow_client.log_artifact(selection_id, str(report))
     say("\n" + markdown)
     for sentence in sentences:
         say(sentence)
@@ -76,6 +79,7 @@ def select_champion(cfg: DictConfig, overrides: Sequence[str] = (), say: Say = p
     say(f"champion: {winner.backbone} (run {winner.candidate.run_id}, {comp.metric}="
         f"{winner.candidate.value:.4f}) registered as {model_name} version {version}, alias "
         f"{CHAMPION}; selection run {selection_id}", flush=True)
+    say(f"report: {report}", flush=True)
     return {
         "champion_run_id": winner.candidate.run_id, "backbone": winner.backbone,
         "metric": comp.metric, "value": winner.candidate.value, "model_name": model_name,

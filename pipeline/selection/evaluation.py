@@ -9,6 +9,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,11 @@ class Evaluation:
     patients: list[str] = field(default_factory=list)  # of the test images, for the bootstrap
     val_probs: np.ndarray | None = None  # validation (a cross-validated run's out-of-fold)
     val_target: np.ndarray | None = None
+    data: dict = field(default_factory=dict)  # the data's summary (describe_data's JSON)
+    on_duplicate: str = "group"
+    model: LoadedModel | None = None
+    root: Path | None = None  # the dataset's root: the test images are root / files
+    pixels: np.ndarray | None = None  # (N, S, S) uint8: the test images as the model saw them
 
     def predictions(self) -> pd.DataFrame:
         """One row per test image: file, true label, predicted label, a probability per class."""
@@ -86,6 +92,7 @@ def evaluate_model(model: LoadedModel, bundle: DataBundle, run_id: str) -> Evalu
         run_id=run_id, metrics=metrics, probs=probs, target=target,
         files=[bundle.files[i] for i in rows], classes=list(bundle.classes),
         positive_index=positive_index, patients=[str(p) for p in bundle.patients[rows]],
+        pixels=images.numpy(),
     )
 
 
@@ -117,4 +124,9 @@ def evaluate_run(mlflow_client: Any, run: Any, cfg: DictConfig,
     evaluation = evaluate_model(model, bundle, run.info.run_id)
     evaluation.val_probs, evaluation.val_target = validation_predictions(
         mlflow_client, run, model, bundle)
+    evaluation.data = bundle.summary()
+    evaluation.model = model
+    evaluation.root = bundle.root
+    evaluation.on_duplicate = str(logged_config(mlflow_client, run.info.run_id).dataset.get(
+        "on_duplicate", "group"))
     return evaluation

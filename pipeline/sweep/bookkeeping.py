@@ -8,6 +8,7 @@ import socket
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +92,14 @@ def _alive(pid: str) -> bool:
 
 
 def start_parent_run(cfg: DictConfig, space: SearchSpace, fingerprint: str, mlflow_client: Any,
-                     name: str) -> str:
+                     name: str, overrides: Sequence[str] = ()) -> str:
     tags = {
         "role": "study", "study_name": name, "backbone": str(cfg.backbone.name),
         "dataset": str(cfg.dataset.name), "sweep_space": space.name,
         "data_fingerprint": fingerprint, "git_commit": tracking.git_commit(),
         "host": socket.gethostname(), "pid": str(os.getpid()),
+        # The command that reproduces this invocation (its overrides are the command line's).
+        "command": " ".join(["python -m pipeline.sweep", *overrides])[:5000],
     }
     run = mlflow_client.create_run(tracking.experiment_id(cfg, mlflow_client), run_name=name,
                                    tags=tags)

@@ -69,7 +69,8 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
         study = open_study(trial_cfg, worker, joint)
         enqueue_baselines(study, cfg, space, trial_cfg,
                           describe_weights(trial_cfg.backbone) == "random", say)
-        parent = start_parent_run(cfg, space, bundle.fingerprint, mlflow_client, name)
+        parent = start_parent_run(cfg, space, bundle.fingerprint, mlflow_client, name,
+                                  overrides)
 
     def close_orphans() -> None:
         closed = close_orphaned_runs(cfg, study, mlflow_client)

@@ -21,7 +21,7 @@ from pipeline.config.errors import ConfigError
 # MLflow's own limit on a param value (longer values are refused by the store).
 MAX_PARAM_LENGTH = 6000
 # Keys that say where things are, not what was trained: not worth a param column each.
-SKIPPED_PARAM_PREFIXES = ("select.", "rerun.", "state_dir", "tracking.uri")
+SKIPPED_PARAM_PREFIXES = ("select.", "rerun.", "evaluate.", "state_dir", "tracking.uri")
 
 
 def tracking_uri(cfg: DictConfig) -> str:

@@ -6,13 +6,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 from sklearn.metrics import (
     accuracy_score,
     brier_score_loss,
@@ -223,3 +228,42 @@ def test_runs_of_other_data_without_a_choice_are_listed(store):
 def test_only_dataset_overrides_reach_each_runs_logged_config():
     assert data_overrides(["state_dir=/x", "dataset.root=/d", "+dataset.csv=a", "select.metric=m"
                            ]) == ["dataset.root=/d", "+dataset.csv=a"]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+
+def test_the_report_renders_in_a_real_browser_with_its_table_and_every_figure(
+        store, selected, tmp_path):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: .ci/run installs Debian's chromium")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    summary, stdout = selected
+    path = Path(next(ln for ln in stdout.splitlines() if ln.startswith("report: "))[8:])
+    assert path.parent == Path(store.cfg.state_dir) / "reports"
+    assert path.name == f"selection-synthetic-{store.fingerprint}.html"
+    runs = store.client.search_runs([store.experiment_id], "tags.role = 'selection'")
+    assert path.name in {a.path for a in store.client.list_artifacts(runs[0].info.run_id)}
+    page = path.read_text()
+    assert "http://" not in page and "https://" not in page  # self-contained: nothing fetched
+
+    base = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    shot = tmp_path / "report.png"
+    subprocess.run([*base, "--window-size=1200,1800", f"--screenshot={shot}", path.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 20  # not a blank page: text, tables and figures drawn
+    dom = subprocess.run([*base, "--dump-dom", path.as_uri()], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert 'id="comparison"' in dom and "(champion)" in dom
+    for ident in ("roc", "reliability", "gradcam-0",
+                  *(f"confusion-{row['backbone']}" for row in summary["table"]),
+                  *(f"history-synthetic-{b}" for b in BACKBONES)):
+        assert f'id="{ident}"' in dom, ident
+    for section in ("data", "protocol", "methods", "external"):
+        assert f'id="{section}"' in dom, section
+    assert "The test split was used once" in dom
+    assert "<code>python -m pipeline.sweep " in dom  # the commands that produced the studies

@@ -1,0 +1,41 @@
+"""External validation: ``python -m pipeline.evaluate [--model champion|RUN_ID] dataset=<name>
+dataset.root=... [evaluate.label_map={...}]``.
+
+Scores a logged model on every image of another dataset (no split) with the metrics of its test,
+at its stored operating point, and logs a run tagged ``role=external``. LAST line: ``{"run_id",
+"model_run_id", "dataset", "n_images", "metrics"}``. Exit status: 0 evaluated, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from pipeline.cli import print_json_line, run
+from pipeline.config import compose
+from pipeline.inference.prediction import resolve_model
+from pipeline.selection.external import evaluate_external
+from pipeline.tracking.logged import get_run, open_store
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__)
+    parser.add_argument("--model", default="champion",
+                        help="'champion' (the registered champion) or an MLflow run id")
+    args, overrides = parser.parse_known_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    cfg = compose(overrides)
+    mlflow_client = open_store(cfg, f"no model {args.model} to evaluate")
+    model, run_id, threshold = resolve_model(mlflow_client, cfg, args.model)
+    result = evaluate_external(cfg, mlflow_client, model, get_run(mlflow_client, run_id),
+                               threshold)
+    print(f"external run {result.run_id}: {result.n_images} images of {result.dataset}",
+          flush=True)
+    print_json_line({"run_id": result.run_id, "model_run_id": result.model_run_id,
+                     "dataset": result.dataset, "n_images": result.n_images,
+                     "metrics": result.metrics})
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
