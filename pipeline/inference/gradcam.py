@@ -31,6 +31,10 @@ def rebuild_net(run_cfg: DictConfig, model: LoadedModel) -> ChestXrayNet:
     cfg.backbone.weights_path = None
     net = build_model(cfg, len(model.classes))
     state = model.module.state_dict()
+    if not state:
+        raise PipelineError(
+            f"the model at {model.uri} is an ensemble of several runs' models: Grad-CAM explains "
+            "one network (pass --model <one member's run id>)")
     # A cross-validated run's model averages its fold networks: explain the first fold's.
     prefix = "nets.0." if any(k.startswith("nets.0.") for k in state) else "net."
     state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}

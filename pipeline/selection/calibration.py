@@ -39,10 +39,11 @@ def brier(probs: np.ndarray, target: np.ndarray, positive: int | None) -> float:
 def ece(probs: np.ndarray, target: np.ndarray, positive: int | None) -> float:
     """Expected calibration error over 15 equal-width bins (binary: of the positive class's
     probability; multi-class: of the top-label confidence)."""
-    p, t = torch.from_numpy(np.asarray(probs, dtype=np.float32)), torch.from_numpy(target)
+    p = torch.from_numpy(np.array(probs, dtype=np.float32))
+    t = torch.from_numpy(np.array(target, dtype=np.int64))
     if probs.shape[1] == 2:
         pos = 1 if positive is None else positive
-        return float(binary_calibration_error(p[:, pos], (t == pos).long(), n_bins=BINS))
+        return float(binary_calibration_error(p[:, pos].contiguous(), (t == pos).long(), n_bins=BINS))
     return float(multiclass_calibration_error(p, t, num_classes=probs.shape[1], n_bins=BINS))
 
 

@@ -12,6 +12,7 @@ from pipeline.data import load_data
 from pipeline.selection.assessment import assess, indistinct, small_test_warning
 from pipeline.selection.comparison import table_row, to_markdown
 from pipeline.selection.competition import candidates, competition, search_gain
+from pipeline.selection.ensemble import ensemble_of, insert_ranked, register_run
 from pipeline.selection.evaluation import evaluate_run
 from pipeline.selection.record import log_selection
 from pipeline.selection.report import selection_report
@@ -35,6 +36,10 @@ def select_champion(cfg: DictConfig, overrides: Sequence[str] = (), say: Say = p
         f"ranked by {comp.metric} ({comp.direction}) on the validation split", flush=True)
     evaluations = {c.backbone: evaluate_run(mlflow_client, c.run, cfg, data_overrides(overrides))
                    for c in ranked}
+    ensemble = ensemble_of(mlflow_client, comp, cfg, evaluations, data_overrides(overrides), say)
+    if ensemble is not None:
+        evaluations[ensemble[0].backbone] = ensemble[1]
+        ranked = insert_ranked(ranked, ensemble[0], comp.direction)
     small = small_test_warning(evaluations[ranked[0].backbone])
     if small:
         say(f"warning: {small}", flush=True)
@@ -65,7 +70,12 @@ def select_champion(cfg: DictConfig, overrides: Sequence[str] = (), say: Say = p
         tags["threshold"] = repr(winner.threshold)
     if winner.calibration:
         tags["temperature"] = repr(winner.calibration["temperature"])
-    version = register_champion(mlflow_client, model_name, winner.candidate.run, tags)
+    model_run = winner.candidate.run
+    if model_run is None:  # the ensemble won on validation: its members as one pyfunc model
+        model_run = register_run(mlflow_client, comp, winner.candidate, winner.evaluation)
+        tags["run_id"] = model_run.info.run_id
+        tags["members"] = winner.candidate.run_id
+    version = register_champion(mlflow_client, model_name, model_run, tags)
     mlflow_client.set_tag(selection_id, "model_version", version)
     report = selection_report(cfg, mlflow_client, comp, assessed, rows, sentences)
     mlflow_client.log_artifact(selection_id, str(report))
@@ -81,10 +91,10 @@ def select_champion(cfg: DictConfig, overrides: Sequence[str] = (), say: Say = p
         f"{CHAMPION}; selection run {selection_id}", flush=True)
     say(f"report: {report}", flush=True)
     return {
-        "champion_run_id": winner.candidate.run_id, "backbone": winner.backbone,
+        "champion_run_id": model_run.info.run_id, "backbone": winner.backbone,
         "metric": comp.metric, "value": winner.candidate.value, "model_name": model_name,
         "version": version, "table": rows,
-        "cv_folds": int(winner.candidate.run.data.params.get("objective.cv_folds", 1)),
+        "cv_folds": int(winner.candidate.reference_run.data.params.get("objective.cv_folds", 1)),
         "operating_point": operating_point,
     }
 

@@ -49,8 +49,9 @@ def table_row(item: Assessed, metric: str, winner: bool) -> dict[str, Any]:
     row["brier"] = _finite(item.brier)
     row["threshold"] = item.threshold
     for key in ("trainable_params", "total_params"):
-        count = cand.run.data.metrics.get(key)
-        row[key] = int(count) if count is not None and math.isfinite(count) else None
+        counts = [r.data.metrics.get(key) for r in cand.runs]
+        ok = all(c is not None and math.isfinite(c) for c in counts)
+        row[key] = int(sum(counts)) if ok and counts else None
     row["winner"] = winner
     return row
 

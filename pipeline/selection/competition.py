@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig
@@ -47,17 +47,29 @@ class Competition:
 
 @dataclass
 class Candidate:
-    """A backbone's best competing run."""
+    """A backbone's best competing run (or, with ``members``, an ensemble of runs)."""
 
     backbone: str
-    run: Any
+    run: Any  # None for an ensemble
     value: float
     complete: int
     pruned: int
+    members: list = field(default_factory=list)  # an ensemble's runs, best first
 
     @property
     def run_id(self) -> str:
+        if self.run is None:
+            return "+".join(m.info.run_id for m in self.members)
         return self.run.info.run_id
+
+    @property
+    def reference_run(self) -> Any:
+        """The run whose config stands for the row (an ensemble's best member)."""
+        return self.run if self.run is not None else self.members[0]
+
+    @property
+    def runs(self) -> list:
+        return [self.run] if self.run is not None else list(self.members)
 
 
 def experiment_id(mlflow_client: Any, cfg: DictConfig) -> str:

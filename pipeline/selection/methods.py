@@ -31,7 +31,7 @@ def methods_paragraph(cfg: DictConfig, comp: Competition, assessed: Sequence[Ass
     duplicates = data.get("duplicate_groups", 0)
     dup = (f" {duplicates} groups of duplicate images were kept within one split." if duplicates
            and champion.evaluation.on_duplicate == "group" else "")
-    folds = int(champion.candidate.run.data.params.get("objective.cv_folds", "1") or 1)
+    folds = int(champion.candidate.reference_run.data.params.get("objective.cv_folds", "1") or 1)
     trials = sum(len(s.trials) for s in studies)
     cv = (f" Each trial was trained on {folds} folds of the training and validation patients "
           f"(stratified by class, grouped by patient), and its objective was the mean of the "

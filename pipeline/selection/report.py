@@ -91,7 +91,7 @@ def data_section(item: Assessed) -> str:
 
 def protocol_section(cfg: DictConfig, comp: Competition, assessed: Sequence[Assessed],
                      commands: Sequence[str]) -> str:
-    run = assessed[0].candidate.run
+    run = assessed[0].candidate.reference_run
     rows = [["metric", f"{comp.metric} ({comp.direction})"],
             ["folds", run.data.params.get("objective.cv_folds", "1")],
             ["operating point", str(cfg.select.operating_point)],
@@ -178,7 +178,8 @@ def studies_of(cfg: DictConfig, assessed: Sequence[Assessed]) -> list[Any]:
     import optuna
 
     url = str(cfg.sweep.get("storage") or f"sqlite:///{state_dir(cfg) / 'optuna.db'}")
-    names = sorted({a.candidate.run.data.tags.get("study_name", "") for a in assessed} - {""})
+    names = sorted({r.data.tags.get("study_name", "") for a in assessed
+                    for r in a.candidate.runs} - {""})
     out = []
     for name in names:
         try:

@@ -78,7 +78,7 @@ def model_uri(run: Any) -> str:
 class LoadedModel:
     """A logged ``ProbabilityModel``: float images (B, 1, S, S) in [0, 255] -> probabilities."""
 
-    module: torch.nn.Module
+    module: Any  # torch.nn.Module, or an ensemble's PyfuncModule: both map tensors to tensors
     classes: list[str]
     image_size: int
     positive_class: str | None
@@ -105,8 +105,14 @@ def load_model(uri: str) -> LoadedModel:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
-            meta = Model.load(str(path)).metadata or {}
-            module = mlflow.pytorch.load_model(str(path), map_location="cpu")
+            logged = Model.load(str(path))
+            meta = logged.metadata or {}
+            if "pytorch" in logged.flavors:
+                module = mlflow.pytorch.load_model(str(path), map_location="cpu")
+            else:  # an ensemble: a pyfunc over member models
+                from pipeline.tracking.ensemble_model import PyfuncModule
+
+                module = PyfuncModule(mlflow.pyfunc.load_model(str(path)))
         except (MlflowException, OSError) as exc:
             raise PipelineError(f"cannot load the model at {uri}: {one_line(exc)}") from exc
     missing = [k for k in ("classes", "image_size") if k not in meta]

@@ -94,4 +94,4 @@ def score(
 def nll(probs: np.ndarray, target: np.ndarray) -> float:
     """Mean negative log-likelihood of the true classes (the ``*_loss`` of a scored split)."""
     logp = torch.from_numpy(np.log(np.clip(probs, 1e-12, None)))
-    return float(torch.nn.functional.nll_loss(logp, torch.from_numpy(np.asarray(target))))
+    return float(torch.nn.functional.nll_loss(logp, torch.from_numpy(np.array(target))))

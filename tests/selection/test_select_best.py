@@ -29,8 +29,8 @@ from sklearn.metrics import (
 
 from pipeline.config import compose
 from pipeline.config.errors import PipelineError
-from pipeline.data import load_data
-from pipeline.selection.champion import data_overrides
+from pipeline.data import decode_image, load_data
+from pipeline.selection.champion import data_overrides, select_champion
 from pipeline.selection.competition import competition
 from pipeline.selection.operating_point import choose_threshold
 from tests.sweep_store import BACKBONES, run_module, sweep_store
@@ -267,3 +267,47 @@ def test_the_report_renders_in_a_real_browser_with_its_table_and_every_figure(
         assert f'id="{section}"' in dom, section
     assert "The test split was used once" in dom
     assert "<code>python -m pipeline.sweep " in dom  # the commands that produced the studies
+
+
+def test_an_ensemble_row_is_the_mean_of_the_best_trials(store):
+    cfg = compose([*store.overrides, BOOTSTRAP, "select.ensemble=2"])
+    summary = select_champion(cfg, store.overrides, say=lambda *a, **k: None)
+    row = next(r for r in summary["table"] if r["backbone"] == "ensemble of the top 2")
+    members = [best_of(competing_runs(store))]
+    rest = [r for r in competing_runs(store) if r.info.run_id != members[0].info.run_id]
+    members.append(best_of(rest))
+    assert row["run_id"] == "+".join(m.info.run_id for m in members)
+    bundle = load_data(store.cfg)
+    images = torch.from_numpy(np.asarray(bundle.images[bundle.indices("test")])).unsqueeze(1)
+    probs = np.mean([mlflow.pytorch.load_model(f"runs:/{m.info.run_id}/model")(
+        images.float()).detach().numpy() for m in members], axis=0)
+    pos = bundle.classes.index(bundle.positive_class)
+    truth = bundle.labels[bundle.indices("test")] == pos
+    assert row["test_auroc"] == pytest.approx(roc_auc_score(truth, probs[:, pos]), abs=1e-6)
+    assert row["delta_auroc"] is not None or row["winner"]
+
+
+def test_an_ensemble_that_wins_on_validation_is_registered_and_predicts(store, monkeypatch,
+                                                                       tmp_path):
+    import pipeline.selection.ensemble as ensemble
+
+    monkeypatch.setattr(ensemble, "validation_score", lambda ev, metric: 2.0)  # it wins
+    name = "xray-ensemble-test"
+    cfg = compose([*store.overrides, BOOTSTRAP, "select.ensemble=2", f"select.model_name={name}"])
+    summary = select_champion(cfg, store.overrides, say=lambda *a, **k: None)
+    assert summary["backbone"] == "ensemble of the top 2" and summary["table"][0]["winner"]
+    version = store.client.get_model_version_by_alias(name, "champion")
+    run = store.client.get_run(version.run_id)
+    assert run.data.tags["role"] == "ensemble" and version.tags["members"] == (
+        summary["table"][0]["run_id"])
+    bundle = load_data(store.cfg)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.asarray(bundle.images[bundle.indices("test")[0]])).save(image)
+    proc = run_module("pipeline.predict", str(image), store.overrides[0],
+                      f"select.model_name={name}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    x = torch.from_numpy(decode_image(str(image), 32)).float()[None, None]
+    expected = np.mean([mlflow.pytorch.load_model(f"runs:/{i}/model")(x).detach().numpy()[0]
+                        for i in version.tags["members"].split("+")], axis=0)
+    np.testing.assert_allclose(list(line["probabilities"].values()), expected, atol=1e-5)

@@ -1,0 +1,101 @@
+"""``select.ensemble=k``: the mean probability of the k best competing trials across every
+backbone, chosen on validation, as one more row of the comparison. It competes on its validation
+score like any backbone, and when it wins it is registered as the champion: a pyfunc model that
+wraps its members, served by ``pipeline.predict`` like any champion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from pipeline import tracking
+from pipeline.selection.competition import Candidate, Competition
+from pipeline.selection.evaluation import Evaluation, evaluate_run
+from pipeline.tracking.models import model_uri
+from pipeline.tracking.search import order_by
+from pipeline.training.metrics import nll, score
+
+Say = Callable[..., None]
+
+
+def top_runs(mlflow_client: Any, comp: Competition, k: int) -> list:
+    """The k best competing trial runs on validation, whatever their backbone."""
+    return list(mlflow_client.search_runs(
+        [comp.experiment_id], filter_string=comp.filter(),
+        order_by=order_by(comp.metric, comp.direction), max_results=k))
+
+
+def validation_score(ev: Evaluation, metric: str) -> float:
+    """``metric`` (a ``val_*`` name) of an evaluation's validation predictions."""
+    probs = torch.from_numpy(np.array(ev.val_probs, dtype=np.float32))
+    target = torch.from_numpy(np.array(ev.val_target, dtype=np.int64))
+    values = score(probs, target, ev.positive_index, "val_")
+    values["val_loss"] = nll(ev.val_probs, ev.val_target)
+    return float(values[metric])
+
+
+def ensemble_of(mlflow_client: Any, comp: Competition, cfg: DictConfig,
+                evaluations: dict[str, Evaluation], overrides: Sequence[str],
+                say: Say) -> tuple[Candidate, Evaluation] | None:
+    """The ensemble's row and its evaluation (None, with a line, when it cannot be formed)."""
+    k = int(cfg.select.get("ensemble", 0) or 0)
+    if k < 2:
+        return None
+    members = top_runs(mlflow_client, comp, k)
+    if len(members) < 2:
+        say(f"select.ensemble={k}: only {len(members)} competing trial(s), no ensemble")
+        return None
+    known = {ev.run_id: ev for ev in evaluations.values()}
+    evs = [known.get(r.info.run_id) or evaluate_run(mlflow_client, r, cfg, overrides)
+           for r in members]
+    first = evs[0]
+    if any(ev.files != first.files or ev.val_target is None or first.val_target is None
+           or not np.array_equal(ev.val_target, first.val_target) for ev in evs):
+        say(f"select.ensemble={k}: the members were validated on different images (cross-"
+            "validated and single-split trials mixed), so their validation cannot be averaged; "
+            "no ensemble")
+        return None
+    probs = np.mean([ev.probs for ev in evs], axis=0)
+    ev = replace(first, run_id="+".join(r.info.run_id for r in members), probs=probs,
+                 val_probs=np.mean([e.val_probs for e in evs], axis=0), model=None,
+                 metrics=score(torch.from_numpy(probs).float(), torch.from_numpy(first.target),
+                               first.positive_index, "test_") | {
+                     "test_loss": nll(probs, first.target)})
+    name = f"ensemble of the top {len(members)}"
+    cand = Candidate(backbone=name, run=None, value=validation_score(ev, comp.metric),
+                     complete=len(members), pruned=0, members=members)
+    return cand, ev
+
+
+def insert_ranked(ranked: list[Candidate], cand: Candidate, direction: str) -> list[Candidate]:
+    """``ranked`` with the ensemble at its place by validation value (after equal ones)."""
+    better = (lambda a, b: a > b) if direction == "maximize" else (lambda a, b: a < b)
+    place = next((i for i, c in enumerate(ranked) if better(cand.value, c.value)), len(ranked))
+    return [*ranked[:place], cand, *ranked[place:]]
+
+
+def register_run(mlflow_client: Any, comp: Competition, cand: Candidate, ev: Evaluation) -> Any:
+    """A run (``role=ensemble``) holding the ensemble's pyfunc model; the run, read back."""
+    from pipeline.tracking.ensemble_model import log_ensemble
+
+    run = mlflow_client.create_run(comp.experiment_id, run_name=cand.backbone, tags={
+        "role": "ensemble", "backbone": cand.backbone, "dataset": comp.dataset,
+        "data_fingerprint": comp.fingerprint, "members": cand.run_id,
+        "git_commit": tracking.git_commit(),
+    })
+    run_id = run.info.run_id
+    status = "FAILED"
+    try:
+        mlflow_client.log_metric(run_id, f"ensemble_{comp.metric}", cand.value)
+        positive = ev.classes[ev.positive_index] if ev.positive_index is not None else None
+        log_ensemble(run_id, [model_uri(m) for m in cand.members], ev.classes,
+                     int(ev.pixels.shape[-1]) if ev.pixels is not None else 224, positive)
+        status = "FINISHED"
+    finally:
+        mlflow_client.set_terminated(run_id, status=status)
+    return mlflow_client.get_run(run_id)
