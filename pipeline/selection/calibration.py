@@ -43,7 +43,8 @@ def ece(probs: np.ndarray, target: np.ndarray, positive: int | None) -> float:
     t = torch.from_numpy(np.array(target, dtype=np.int64))
     if probs.shape[1] == 2:
         pos = 1 if positive is None else positive
-        return float(binary_calibration_error(p[:, pos].contiguous(), (t == pos).long(), n_bins=BINS))
+        return float(binary_calibration_error(p[:, pos].contiguous(), (t == pos).long(),
+                                              n_bins=BINS))
     return float(multiclass_calibration_error(p, t, num_classes=probs.shape[1], n_bins=BINS))
 
 
