@@ -67,6 +67,10 @@ def test_a_training_logs_metrics_artifacts_and_a_model_that_predicts_the_same(ti
     assert tags["backbone"] == "resnet18" and tags["dataset"] == "synthetic"
     assert tags["data_fingerprint"] == load_data(cfg).fingerprint
     assert tags["weights"] == "random" and tags["git_commit"]
+    (data_input,) = run.inputs.dataset_inputs  # the runs table's Dataset column
+    assert data_input.dataset.name == "synthetic"
+    assert data_input.dataset.digest == tags["data_fingerprint"]
+    assert {t.key: t.value for t in data_input.tags}["mlflow.data.context"] == "train"
     assert run.data.params["optimizer.lr"] == str(cfg.optimizer.lr)
     assert run.data.metrics["trainable_params"] == run.data.metrics["total_params"] > 0
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
