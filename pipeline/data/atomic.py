@@ -4,11 +4,13 @@ another process building the same cache) sees the old entry or the whole new one
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,9 +62,29 @@ def atomic_write_npy(
     The array is written through a memory map, so building a large cache never holds it in RAM.
     """
     with temp_beside(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        out = open_allocated(tmp, np.uint8, shape)
         fill(out)
         out.flush()
         del out
         os.replace(tmp, path)
     return np.load(path, mmap_mode="r")
+
+
+def open_allocated(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+    """``np.lib.format.open_memmap`` with every block of the file allocated first: on a full
+    disk, writing to a sparse memory map kills the process (SIGBUS), while a failed allocation is
+    an ordinary OSError (ENOSPC) that names the file."""
+    try:
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            raise OSError(errno.ENOSPC, f"no space left on the device for {path} "
+                          f"({need / 1e6:.1f} MB): free space there or move state_dir") from exc
+        raise
+    return out

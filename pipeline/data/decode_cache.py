@@ -27,7 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.atomic import atomic_write_npy, atomic_write_npz, atomic_write_text, temp_beside
+from pipeline.config.faults import fault_point
+from pipeline.data.atomic import (
+    atomic_write_npy,
+    atomic_write_npz,
+    atomic_write_text,
+    open_allocated,
+    temp_beside,
+)
 from pipeline.data.hashing import HashIndex, digest_strings, index_file_for
 from pipeline.data.images import PREPROCESS_VERSION, UnreadableImage, decode_image, read_bytes
 
@@ -148,7 +155,7 @@ def _build(
     bad_hashes: dict[str, str] = {}
     with temp_beside(array_path) as scratch:
         shape = (len(todo), size, size)
-        full = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=shape)
+        full = open_allocated(scratch, np.uint8, shape)
         row_of = {i: r for r, i in enumerate(todo)}
         for i in todo:
             if i not in to_decode:
@@ -160,6 +167,7 @@ def _build(
                 bad_hashes[hashes[i]] = result
             else:
                 full[row_of[i]] = result
+                fault_point("decode")
         kept = [i for i in todo if i not in bad]
         if not kept:
             empty = np.zeros((0, size, size), np.uint8)

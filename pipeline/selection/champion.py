@@ -8,7 +8,10 @@ from collections.abc import Callable, Sequence
 
 from omegaconf import DictConfig
 
+from pipeline.config import state_dir
+from pipeline.config.faults import fault_point
 from pipeline.data import load_data
+from pipeline.data.atomic import file_lock
 from pipeline.selection.assessment import assess, indistinct, small_test_warning
 from pipeline.selection.comparison import table_row, to_markdown
 from pipeline.selection.competition import candidates, competition, search_gain
@@ -18,6 +21,7 @@ from pipeline.selection.record import log_selection
 from pipeline.selection.report import selection_report
 from pipeline.tracking.logged import open_store
 from pipeline.tracking.registry import CHAMPION, register_champion
+from pipeline.tracking.runs import close_dead_runs
 
 Say = Callable[..., None]
 
@@ -31,11 +35,16 @@ def select_champion(cfg: DictConfig, overrides: Sequence[str] = (), say: Say = p
     """The whole selection; returns the JSON summary ``pipeline.select_best`` prints last."""
     mlflow_client = open_store(cfg, "no runs to compare")
     comp = competition(mlflow_client, cfg, lambda: load_data(cfg).fingerprint)
+    if close_dead_runs(mlflow_client, comp.experiment_id):
+        say("closed the run(s) of a selection (or training) whose process died (now KILLED)")
     ranked = candidates(mlflow_client, comp)
     say(f"{len(ranked)} backbone(s) compete on data {comp.fingerprint} (dataset {comp.dataset}), "
         f"ranked by {comp.metric} ({comp.direction}) on the validation split", flush=True)
-    evaluations = {c.backbone: evaluate_run(mlflow_client, c.run, cfg, data_overrides(overrides))
-                   for c in ranked}
+    evaluations = {}
+    for cand in ranked:
+        evaluations[cand.backbone] = evaluate_run(mlflow_client, cand.run, cfg,
+                                                  data_overrides(overrides))
+        fault_point("select_test")
     ensemble = ensemble_of(mlflow_client, comp, cfg, evaluations, data_overrides(overrides), say)
     if ensemble is not None:
         evaluations[ensemble[0].backbone] = ensemble[1]
@@ -70,12 +79,15 @@ def select_champion(cfg: DictConfig, overrides: Sequence[str] = (), say: Say = p
         tags["threshold"] = repr(winner.threshold)
     if winner.calibration:
         tags["temperature"] = repr(winner.calibration["temperature"])
-    model_run = winner.candidate.run
-    if model_run is None:  # the ensemble won on validation: its members as one pyfunc model
-        model_run = register_run(mlflow_client, comp, winner.candidate, winner.evaluation)
-        tags["run_id"] = model_run.info.run_id
-        tags["members"] = winner.candidate.run_id
-    version = register_champion(mlflow_client, model_name, model_run, tags)
+    # Two selections at once on one machine take turns to register: the second finds the
+    # version the first made for the same run and points the alias at it again.
+    with file_lock(state_dir(cfg) / ".registry.lock"):
+        model_run = winner.candidate.run
+        if model_run is None:  # the ensemble won on validation: its members as one pyfunc model
+            model_run = register_run(mlflow_client, comp, winner.candidate, winner.evaluation)
+            tags["run_id"] = model_run.info.run_id
+            tags["members"] = winner.candidate.run_id
+        version = register_champion(mlflow_client, model_name, model_run, tags)
     mlflow_client.set_tag(selection_id, "model_version", version)
     report = selection_report(cfg, mlflow_client, comp, assessed, rows, sentences)
     mlflow_client.log_artifact(selection_id, str(report))

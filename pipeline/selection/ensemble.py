@@ -17,6 +17,7 @@ from pipeline import tracking
 from pipeline.selection.competition import Candidate, Competition
 from pipeline.selection.evaluation import Evaluation, evaluate_run
 from pipeline.tracking.models import model_uri
+from pipeline.tracking.runs import process_tags
 from pipeline.tracking.search import order_by
 from pipeline.training.metrics import nll, score
 
@@ -86,7 +87,7 @@ def register_run(mlflow_client: Any, comp: Competition, cand: Candidate, ev: Eva
     run = mlflow_client.create_run(comp.experiment_id, run_name=cand.backbone, tags={
         "role": "ensemble", "backbone": cand.backbone, "dataset": comp.dataset,
         "data_fingerprint": comp.fingerprint, "members": cand.run_id,
-        "git_commit": tracking.git_commit(),
+        "git_commit": tracking.git_commit(), **process_tags(),
     })
     run_id = run.info.run_id
     status = "FAILED"

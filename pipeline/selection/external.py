@@ -22,7 +22,7 @@ from pipeline.config.errors import DataError
 from pipeline.data import DataBundle, load_data
 from pipeline.selection.statistics import METRICS, bootstrap, patient_groups, resamples, scores
 from pipeline.tracking.models import LoadedModel
-from pipeline.tracking.runs import log_dataset
+from pipeline.tracking.runs import close_dead_runs, log_dataset, process_tags
 from pipeline.training.reports import write_reports
 
 Say = Callable[..., None]
@@ -82,6 +82,7 @@ def whole_dataset(cfg: DictConfig, image_size: int) -> DataBundle:
 def evaluate_external(cfg: DictConfig, mlflow_client: Any, model: LoadedModel,
                       model_run: Any, threshold: float | None, say: Say = print) -> External:
     """Score ``model`` on the whole configured dataset and log it; see the module docstring."""
+    close_dead_runs(mlflow_client, model_run.info.experiment_id)
     bundle = whole_dataset(cfg, model.image_size)
     mapping = class_map(list(bundle.classes), list(model.classes),
                         _label_map(cfg))
@@ -125,7 +126,7 @@ def _log(cfg: DictConfig, mlflow_client: Any, model_run: Any, bundle: DataBundle
         "model_run_id": model_run.info.run_id, "mlflow.parentRunId": model_run.info.run_id,
         "backbone": model_run.data.tags.get("backbone", ""), "model_uri": model.uri,
         "threshold": "" if threshold is None else repr(threshold),
-        "git_commit": tracking.git_commit(),
+        "git_commit": tracking.git_commit(), **process_tags(),
     })
     run_id = run.info.run_id
     status = "FAILED"

@@ -17,6 +17,7 @@ from pipeline.selection.assessment import Assessed
 from pipeline.selection.calibration import reliability_diagram, scaled
 from pipeline.selection.comparison import to_csv
 from pipeline.selection.competition import Competition
+from pipeline.tracking.runs import process_tags
 from pipeline.training.reports import write_reports
 
 
@@ -51,7 +52,7 @@ def log_selection(
         "role": "selection", "dataset": comp.dataset, "data_fingerprint": comp.fingerprint,
         "select_metric": comp.metric, "champion_run_id": winner.candidate.run_id,
         "champion_backbone": winner.backbone, "model_name": str(cfg.select.model_name),
-        "git_commit": tracking.git_commit(),
+        "git_commit": tracking.git_commit(), **process_tags(),
     })
     run_id = run.info.run_id
     status = "FAILED"

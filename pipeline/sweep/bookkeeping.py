@@ -20,6 +20,7 @@ from pipeline import tracking
 from pipeline.sweep.budget import STATE_NAMES
 from pipeline.sweep.space import SearchSpace
 from pipeline.sweep.summary import best_trial, state_counts
+from pipeline.tracking.runs import process_alive
 from pipeline.tracking.search import all_runs, where
 
 RUNNING = "attributes.status = 'RUNNING'"
@@ -57,7 +58,7 @@ def close_orphaned_parents(cfg: DictConfig, name: str, mlflow_client: Any) -> in
     for run in list(all_runs(mlflow_client, [exp],
                              where(RUNNING, role="study", study_name=name))):
         tags = run.data.tags
-        if tags.get("host") == socket.gethostname() and not _alive(tags.get("pid", "")):
+        if tags.get("host") == socket.gethostname() and not process_alive(tags.get("pid", "")):
             closed += _close_parent(mlflow_client, run.info.run_id)
     return closed
 
@@ -76,19 +77,6 @@ def _close_parent(mlflow_client: Any, run_id: str) -> int:
     mlflow_client.set_tag(run_id, "error", "the worker of this study run died")
     mlflow_client.set_terminated(run_id, status="KILLED")
     return 1
-
-
-def _alive(pid: str) -> bool:
-    """Whether a process of this machine with that id still runs (a pid never given: yes)."""
-    if not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def start_parent_run(cfg: DictConfig, space: SearchSpace, fingerprint: str, mlflow_client: Any,

@@ -6,6 +6,7 @@ study reads the same trials, and the first to stop leaves the reason on the stud
 from __future__ import annotations
 
 import math
+import re
 
 import optuna
 from omegaconf import DictConfig
@@ -52,6 +53,12 @@ def tell_workers(study: optuna.Study, reason: str) -> None:
 
 
 
+def _shape(error: str) -> str:
+    """An error with its paths and numbers blanked: the same failure on other files or sizes
+    (out of memory by 2.1 or 2.3 GiB, no space for one cache entry or another) is one error."""
+    return re.sub(r"\d+(\.\d+)?", "N", re.sub(r"(/[\w.+-]+)+", "<path>", error))
+
+
 class FailureStreak:
     """This worker's trials failing in a row with one error: after ``limit`` of them the sweep
     stops instead of spending its budget on the same failure."""
@@ -65,7 +72,8 @@ class FailureStreak:
             self.errors = []
             return
         error = str(trial.user_attrs.get("error", "an unknown error"))
-        self.errors = [*self.errors, error] if self.errors[-1:] == [error] else [error]
+        same = self.errors and _shape(self.errors[-1]) == _shape(error)
+        self.errors = [*self.errors, error] if same else [error]
 
     @property
     def stopped(self) -> bool:

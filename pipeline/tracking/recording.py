@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from pipeline.config.faults import fault_point
 from pipeline.data import DataBundle
 from pipeline.tracking.models import log_model
 from pipeline.tracking.runs import log_metrics
@@ -63,6 +64,7 @@ def record_fit(cfg: DictConfig, bundle: DataBundle, mlflow_client: Any, run_id: 
     with tempfile.TemporaryDirectory(prefix=f"run-{run_id}-") as tmp:
         write_outputs(Path(tmp), bundle, val, fitted.history, fitted.predictions.get("test"))
         mlflow_client.log_artifacts(run_id, tmp)
+    fault_point("log_model")
     if cfg.tracking.get("log_model", True):
         log_model([fitted.net], bundle, run_id)
     return fitted.metrics

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.config.errors import PipelineError
+from pipeline.config.faults import fault_point
 from pipeline.tracking.models import model_uri
 from pipeline.tracking.search import quote
 
@@ -40,6 +41,7 @@ def register_champion(
         version = mlflow_client.create_model_version(
             model_name, source=source, run_id=run_id, model_id=model_id
         )
+    fault_point("register")
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(model_name, version.version, key, str(value))
     mlflow_client.set_registered_model_alias(model_name, CHAMPION, version.version)

@@ -3,6 +3,8 @@ metrics in batches, an observer that records a training as it goes, closed with 
 
 from __future__ import annotations
 
+import os
+import socket
 import tempfile
 import time
 import warnings
@@ -54,6 +56,7 @@ def start_run(
         "seed": str(cfg.seed),
         # CPU kernels split work by thread count: a re-run repeats the run exactly with as many.
         "torch_threads": str(torch.get_num_threads()),
+        **process_tags(),
         **(tags or {}),
     }
     if parent_run_id:
@@ -92,6 +95,43 @@ def log_dataset(mlflow_client: Any, run_id: str, bundle: DataBundle, context: st
     dataset = MetaDataset(source, name=bundle.name, digest=bundle.fingerprint)
     mlflow_client.log_inputs(run_id, datasets=[DatasetInput(
         dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+
+
+def process_tags() -> dict[str, str]:
+    """Which process writes a run: a run left RUNNING by a process that is gone is closed."""
+    return {"host": socket.gethostname(), "pid": str(os.getpid())}
+
+
+def process_alive(pid: str) -> bool:
+    """Whether a process of this machine with that id still runs (no id given: yes)."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_dead_runs(mlflow_client: Any, experiment_id: str,
+                    roles: tuple[str, ...] = ("train", "rerun", "selection", "ensemble",
+                                              "external")) -> int:
+    """Runs of ``roles`` left RUNNING by a process of this machine that died (a kill -9): closed
+    KILLED with the reason. (Sweep trials and study runs are the sweep's to close.)"""
+    from pipeline.tracking.search import all_runs, where
+
+    found = list(all_runs(mlflow_client, [experiment_id], where(
+        "attributes.status = 'RUNNING'", host=socket.gethostname())))
+    closed = 0
+    for run in found:
+        tags = run.data.tags
+        if tags.get("role") in roles and not process_alive(tags.get("pid", "")):
+            close_run(mlflow_client, run.info.run_id, "INTERRUPTED",
+                      f"its process (pid {tags.get('pid')}) died before the run ended")
+            closed += 1
+    return closed
 
 
 def close_run(mlflow_client: Any, run_id: str, state: str, error: str | None = None) -> None:

@@ -40,8 +40,17 @@ def artifact_root(cfg: DictConfig) -> str | None:
     return None
 
 
+# A tracking server that restarts (or a network that hiccups) is waited for: each HTTP request is
+# retried with a growing backoff (2, 4, 8 ... s, at most 60 s apart) for about five minutes.
+# Set these in the environment to choose otherwise.
+HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
+                "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "120"}
+
+
 def client(cfg: DictConfig):  # -> MlflowClient (import kept lazy: mlflow is slow to import)
     """A client bound to the configured store (also made the process default for mlflow.*)."""
+    for key, value in HTTP_RETRIES.items():
+        os.environ.setdefault(key, value)
     import mlflow
     from mlflow import MlflowClient
 

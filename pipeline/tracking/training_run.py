@@ -26,7 +26,13 @@ from pipeline.data import load_data
 from pipeline.tracking import store
 from pipeline.tracking.cross_validation import AfterFold, FoldCallbacks, run_folds
 from pipeline.tracking.recording import record_fit
-from pipeline.tracking.runs import RUN_STATUS, RunObserver, close_run, start_run
+from pipeline.tracking.runs import (
+    RUN_STATUS,
+    RunObserver,
+    close_dead_runs,
+    close_run,
+    start_run,
+)
 from pipeline.training.fit import fit
 from pipeline.training.signals import Interrupted
 from pipeline.training.template import free_memory
@@ -38,6 +44,10 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "pytorch_lightning.utilit
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 # Frozen stages stay in eval mode on purpose (BatchNorm statistics of the frozen part).
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+
+
+# What SQLite and the OS say when a write finds no space (through MLflow or SQLAlchemy).
+FULL_DISK = ("database or disk is full", "No space left on device")
 
 
 @dataclass
@@ -78,6 +88,8 @@ def run_training(
     """
     mlflow_client = store.client(cfg)
     bundle = load_data(cfg)
+    if (tags or {}).get("role", "train") in ("train", "rerun"):
+        close_dead_runs(mlflow_client, store.experiment_id(cfg, mlflow_client))
     run_id = start_run(
         cfg, bundle, mlflow_client, run_name=run_name, parent_run_id=parent_run_id, tags=tags
     )
@@ -126,5 +138,7 @@ def training_failure(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return True
     text = str(exc)
+    if any(m in text for m in FULL_DISK):  # a store that could not be written: a full disk
+        return True
     return isinstance(exc, RuntimeError) and any(
         m in text for m in ("CUDA", "cuDNN", "CUBLAS", "NCCL", "out of memory"))

@@ -21,6 +21,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from pipeline.config.errors import PipelineError
+from pipeline.config.faults import fault_point
 from pipeline.models import ChestXrayNet
 from pipeline.models.losses import SupConLoss
 from pipeline.training.features.inputs import Inputs
@@ -85,6 +86,8 @@ class ChestXrayModule(pl.LightningModule):
         )
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        if batch_idx == 1:
+            fault_point("epoch")
         x, y = batch
         two_views = x.dim() == 5
         if two_views:  # (B, 2, 1, S, S): both views through the network, labels repeated

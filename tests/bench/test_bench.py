@@ -37,6 +37,7 @@ def _targets_agree(result: dict) -> None:
                 result[key] >= bound if op == ">=" else result[key] <= bound)
 
 
+@pytest.mark.slow
 def test_bench_reports_speed_figures_as_a_json_last_line(capsys, tmp_path):
     result = _run(capsys, tmp_path, ["bare", "decode", "features"])
     bare = result["details"]["bare"]

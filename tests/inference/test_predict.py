@@ -147,6 +147,7 @@ def test_image_arguments_and_overrides_are_told_apart(tmp_path, monkeypatch):
                                      ["state_dir=/x", "+extra.key=1", "~drop"])
 
 
+@pytest.mark.slow
 def test_the_champions_operating_point_decides_the_label(store, images):
     """A champion registered with a threshold (as select_best does) labels an image positive
     exactly when the positive class's probability reaches it, and says so."""

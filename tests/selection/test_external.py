@@ -10,7 +10,9 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, roc_auc_score
 
+from pipeline.config.errors import DataError
 from pipeline.data import decode_image
+from pipeline.evaluate import main
 from pipeline.tracking.models import load_model, model_uri
 from tests.data.xray_files import write_class_tree
 from tests.sweep_store import run_module, sweep_store
@@ -64,20 +66,25 @@ def test_a_model_is_scored_on_another_dataset_through_a_label_map(store, kermany
     assert logged.inputs.dataset_inputs[0].dataset.name == "imagefolder"
 
 
+def in_process(store, root, *more) -> list[str]:
+    return ["--model", store.trials["resnet18"][0], store.overrides[0], "dataset=imagefolder",
+            f"dataset.root={root}", "select.bootstrap=100", *more]
+
+
 def test_a_class_the_model_does_not_know_and_the_map_does_not_cover_is_an_error(store,
                                                                                 kermany_like):
-    proc = evaluate(store, kermany_like)
-    assert proc.returncode == 2
-    error = proc.stderr.strip().splitlines()[-1]
+    with pytest.raises(DataError) as err:
+        main(in_process(store, kermany_like))
+    error = str(err.value)
     assert "class 'pneumonia' is not one of the model's classes ['normal', 'covid']" in error
     assert "['covid', 'normal', 'pneumonia']" in error and "evaluate.label_map" in error
 
 
-def test_with_one_class_present_the_metrics_that_need_both_are_null(store, tmp_path):
+def test_with_one_class_present_the_metrics_that_need_both_are_null(store, tmp_path, capsys):
     root = tmp_path / "only_covid"
     write_class_tree(root, {"covid": 5}, start_seed=500)
-    proc = evaluate(store, root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert main(in_process(store, root)) == 0
+    out = capsys.readouterr().out
+    last = json.loads(out.strip().splitlines()[-1])
     assert last["metrics"]["auroc"] is None and last["metrics"]["accuracy"] is not None
-    assert "AUROC needs both classes" in proc.stdout
+    assert "AUROC needs both classes" in out

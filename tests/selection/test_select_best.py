@@ -287,6 +287,7 @@ def test_an_ensemble_row_is_the_mean_of_the_best_trials(store):
     assert row["delta_auroc"] is not None or row["winner"]
 
 
+@pytest.mark.slow
 def test_an_ensemble_that_wins_on_validation_is_registered_and_predicts(store, monkeypatch,
                                                                        tmp_path):
     import pipeline.selection.ensemble as ensemble

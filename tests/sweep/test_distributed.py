@@ -91,6 +91,7 @@ def mlflow_server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> It
         log.close()
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_through_postgres_and_an_mlflow_server(
     postgres, mlflow_server, tiny_overrides, tmp_path
 ):

@@ -41,6 +41,7 @@ def _by_trial(runs: list) -> dict[int, object]:
     return {int(r.data.tags["optuna_trial"]): r for r in runs}
 
 
+@pytest.mark.slow
 def test_kill_9_mid_trial_loses_nothing_and_the_same_command_finishes(tiny_overrides):
     overrides = tiny_overrides(
         "tracking.log_model=false", "sweep.n_trials=3", "trainer.max_epochs=3",

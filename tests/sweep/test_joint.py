@@ -45,6 +45,7 @@ def test_each_trials_freeze_depth_ranges_over_its_own_backbones_stages():
     assert len(seen) == 9
 
 
+@pytest.mark.slow
 def test_a_joint_study_starts_from_the_recipes_and_selects_one_row_per_backbone(tiny_overrides):
     overrides = tiny_overrides(*JOINT, "sweep.n_trials=5")
     cfg = compose(overrides)

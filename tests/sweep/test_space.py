@@ -10,7 +10,7 @@ import pytest
 from pipeline.config import compose
 from pipeline.config.errors import ConfigError
 from pipeline.models.catalog import stage_count
-from pipeline.sweep.space import SWEEPS_DIR, load_space, overrides_of
+from pipeline.sweep.space import SWEEPS_DIR, backbone_option, load_space, overrides_of
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,10 @@ def test_shipped_spaces_load_and_sample_composable_overrides(cfg, name):
     values = space.sample(trial, cfg)
     assert set(values) == set(space.params)
     depth = values.get("backbone.freeze_depth")
-    assert depth is None or 0 <= depth <= stage_count(cfg.backbone)
-    trial_cfg = compose(["backbone=resnet18", *space.fixed_overrides(), *overrides_of(values)])
+    chosen = backbone_option(values["backbone"]) if "backbone" in values else cfg.backbone
+    assert depth is None or 0 <= depth <= stage_count(chosen)  # the chosen backbone's stages
+    base = [] if "backbone" in values else ["backbone=resnet18"]
+    trial_cfg = compose([*base, *space.fixed_overrides(), *overrides_of(values)])
     for key, value in values.items():
         if "." in key:
             assert trial_cfg[key.split(".")[0]][key.split(".", 1)[1]] == value

@@ -157,6 +157,7 @@ def test_hopeless_trials_are_pruned(sweep, monkeypatch):
     assert runs[0].data.metrics["best_epoch"] == 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_the_trial_cleanly_and_a_resume_finishes(sweep, tiny_overrides):
     overrides = tiny_overrides(*TINY_SWEEP, "sweep.n_trials=2", "trainer.max_epochs=30",
                                "trainer.early_stopping_patience=null", "sweep.pruner=none")

@@ -95,7 +95,7 @@ def expected_best(specs: list[RunSpec], exp: str) -> dict[str, tuple[str, float]
     return {b: (s.run_id, s.metrics["best_val_auroc"]) for b, s in best.items()}
 
 
-@pytest.mark.parametrize("n_total", [600, pytest.param(5000, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("n_total", [300, pytest.param(5000, marks=pytest.mark.slow)])
 def test_a_big_store_is_searched_without_listing_every_run(tmp_path, n_total):
     cfg = compose([f"state_dir={tmp_path}"])
     client = MlflowClient(tracking_uri(cfg))

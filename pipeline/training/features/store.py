@@ -43,7 +43,8 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from pipeline.config.errors import ConfigError
-from pipeline.data.atomic import atomic_write_text, file_lock, temp_beside
+from pipeline.config.faults import fault_point
+from pipeline.data.atomic import atomic_write_text, file_lock, open_allocated, temp_beside
 from pipeline.data.bundle import DataBundle
 from pipeline.models import ChestXrayNet
 
@@ -193,10 +194,10 @@ class FeatureStore:
                     h = _frozen_output(net, x.to(self.device), self.depth, autocast)
                     if out is None:
                         shape = (len(indices), *h.shape[1:])
-                        out = np.lib.format.open_memmap(
-                            tmp, mode="w+", dtype=_NUMPY_DTYPES[h.dtype], shape=shape)
+                        out = open_allocated(tmp, _NUMPY_DTYPES[h.dtype], shape)
                         sidecar.update(shape=list(shape), dtype=str(h.dtype).split(".")[-1])
                     out[start : start + len(rows)] = _to_numpy(h)
+                    fault_point("features")
                 if out is None:
                     raise ValueError(f"split {key.split} has no images to cache")
                 out.flush()
