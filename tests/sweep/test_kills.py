@@ -41,16 +41,18 @@ def nothing_left_running(cfg) -> None:
 
 
 @pytest.mark.parametrize("fault", ["decode", "features", "epoch", "log_model"])
-def test_a_sweep_killed_at_any_stage_finishes_when_run_again(fault, tiny_overrides, tmp_path,
+def test_a_sweep_killed_at_any_stage_finishes_when_run_again(fault, state_dir, tmp_path,
                                                              resnet18_weights):
     root = tmp_path / "images"
     write_class_tree(root, {"covid": 12, "normal": 12})
-    overrides = tiny_overrides(
+    overrides = [
+        f"state_dir={state_dir}", "backbone=resnet18", "trainer.progress_bar=false",
         "dataset=imagefolder", f"dataset.root={root}", "dataset.image_size=32",
+        "dataset.batch_size=8", "backbone.pretrained=false",
         "sweep.n_trials=2", "sweep.pruner=none", "trainer.max_epochs=2",
         "sweep.heartbeat_interval=1", "sweep.grace_period=2", "sweep.baselines=none",
         f"backbone.weights_path={resnet18_weights}", "backbone.freeze_depth=5",
-        f"tracking.log_model={'true' if fault == 'log_model' else 'false'}")
+        f"tracking.log_model={'true' if fault == 'log_model' else 'false'}"]
     cfg = compose(overrides)
     killed = sweep(overrides, fault)
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
@@ -102,11 +104,12 @@ def test_select_best_killed_mid_test_or_mid_registration_completes_when_run_agai
 
 def test_a_rerun_killed_mid_epoch_completes_when_run_again(store):
     run_id = store.trials["resnet18"][1]
-    killed = subprocess.run([sys.executable, "-m", "pipeline.rerun", run_id, store.overrides[0]],
+    args = [run_id, store.overrides[0], "trainer.max_epochs=2"]  # a second batch to die in
+    killed = subprocess.run([sys.executable, "-m", "pipeline.rerun", *args],
                             cwd=PROJECT_ROOT, env=dict(ENV, PIPELINE_FAULT="epoch"),
                             capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    again = subprocess.run([sys.executable, "-m", "pipeline.rerun", run_id, store.overrides[0]],
+    again = subprocess.run([sys.executable, "-m", "pipeline.rerun", *args],
                            cwd=PROJECT_ROOT, env=ENV, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
