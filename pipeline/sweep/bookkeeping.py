@@ -17,11 +17,13 @@ from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline import tracking
+from pipeline.config import one_line
 from pipeline.sweep.budget import STATE_NAMES
 from pipeline.sweep.space import SearchSpace
 from pipeline.sweep.summary import best_trial, state_counts
 from pipeline.tracking.runs import process_alive
 from pipeline.tracking.search import all_runs, where
+from pipeline.tracking.training_run import FULL_DISK
 
 RUNNING = "attributes.status = 'RUNNING'"
 DIED = "worker died during this trial"
@@ -158,6 +160,19 @@ def log_plots(mlflow_client: Any, parent_run_id: str, study: optuna.Study) -> li
 
 def finish_parent(mlflow_client: Any, parent: str, study: optuna.Study, status: str,
                   stop_reason: str | None = None) -> None:
+    """The study run's last figures and plots, then its status. A store that cannot take them
+    (a full disk) costs the figures, not the sweep's exit: the next invocation closes the run."""
+    try:
+        _finish(mlflow_client, parent, study, status, stop_reason)
+    except Exception as exc:  # noqa: BLE001 -- re-raised unless the store is out of space
+        if not any(m in str(exc) for m in FULL_DISK):
+            raise
+        warnings.warn(f"the study run {parent} could not be finished ({one_line(exc)[:200]}): "
+                      "the next invocation closes it", stacklevel=2)
+
+
+def _finish(mlflow_client: Any, parent: str, study: optuna.Study, status: str,
+            stop_reason: str | None) -> None:
     try:
         if stop_reason:
             mlflow_client.set_tag(parent, "stop_reason", stop_reason[:5000])

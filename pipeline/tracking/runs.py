@@ -43,8 +43,7 @@ def start_run(
     parent_run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> str:
-    """A new run with the config as params and the standard tags; config and split logged."""
-    from mlflow.entities import Param
+    """A new run with the standard tags (its params, config and split: ``log_setup``)."""
 
     all_tags = {
         "backbone": str(cfg.backbone.name),
@@ -64,7 +63,14 @@ def start_run(
     run = mlflow_client.create_run(
         store.experiment_id(cfg, mlflow_client), run_name=run_name, tags=all_tags
     )
-    run_id = run.info.run_id
+    return run.info.run_id
+
+
+def log_setup(cfg: DictConfig, bundle: DataBundle, mlflow_client: Any, run_id: str) -> None:
+    """The config as params, the config and split manifest as artifacts, the data as input
+    (a failure here, a full disk say, is the run's own: the run exists to carry it)."""
+    from mlflow.entities import Param
+
     params = [Param(k, v) for k, v in store.flat_params(cfg).items()]
     for i in range(0, len(params), 100):  # MLflow's batch limit
         mlflow_client.log_batch(run_id, params=params[i : i + 100], synchronous=True)
@@ -73,7 +79,6 @@ def start_run(
         bundle.write_manifest(Path(tmp) / "split_manifest.csv")
         mlflow_client.log_artifacts(run_id, tmp)
     log_dataset(mlflow_client, run_id, bundle)
-    return run_id
 
 
 def log_dataset(mlflow_client: Any, run_id: str, bundle: DataBundle, context: str = "train"

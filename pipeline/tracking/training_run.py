@@ -16,6 +16,7 @@ import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -31,6 +32,7 @@ from pipeline.tracking.runs import (
     RunObserver,
     close_dead_runs,
     close_run,
+    log_setup,
     start_run,
 )
 from pipeline.training.fit import fit
@@ -97,6 +99,7 @@ def run_training(
         started(run_id)
     result = TrainResult(run_id=run_id, state="FAIL")
     try:
+        log_setup(cfg, bundle, mlflow_client, run_id)
         if int(cfg.objective.get("cv_folds", 1) or 1) > 1:
             metrics, epochs = run_folds(cfg, bundle, mlflow_client, run_id, callbacks=callbacks,
                                         fold_callbacks=fold_callbacks, after_fold=after_fold)
@@ -115,15 +118,31 @@ def run_training(
         if state is not None:
             close_run(mlflow_client, run_id, state, str(exc))
             raise
-        result.error = f"{type(exc).__name__}: {one_line(exc)}"
+        result.error = failure_text(exc, mlflow_client)
         if not training_failure(exc):  # a bug: the run is FAILED, the traceback travels on
             close_run(mlflow_client, run_id, "FAIL", result.error)
             raise
         log.warning("run %s failed: %s", run_id, result.error)
     finally:
         free_memory()
-    close_run(mlflow_client, run_id, result.state, result.error)
+    try:
+        close_run(mlflow_client, run_id, result.state, result.error)
+    except Exception as exc:  # noqa: BLE001 -- a store that cannot take the close (full disk)
+        if not training_failure(exc):
+            raise
+        log.warning("run %s could not be closed (%s): the next invocation closes it", run_id,
+                    one_line(exc))
     return result
+
+
+def failure_text(exc: BaseException, mlflow_client: Any) -> str:
+    """The one line a failed run carries: the exception, or for a store that found no space
+    the store and what to do (not the SQL statement it was running)."""
+    text = f"{type(exc).__name__}: {one_line(exc)}"
+    if any(m in text for m in FULL_DISK) and not isinstance(exc, OSError):
+        return (f"{type(exc).__name__}: the MLflow store at {mlflow_client.tracking_uri} "
+                "could not be written: database or disk is full (free space there)")
+    return text
 
 
 def training_failure(exc: BaseException) -> bool:
