@@ -4,6 +4,7 @@
 #   .ci/postgres.sh install                 install the package when no initdb is found
 #   .ci/postgres.sh start PORT PASSWORD     new cluster on 127.0.0.1:PORT with databases optuna
 #                                           and mlflow (user postgres); prints its directory
+#   .ci/postgres.sh restart DIR             restart it (every connection cut), same port and data
 #   .ci/postgres.sh stop DIR                stop that cluster and delete DIR
 #
 # Exit 3: PostgreSQL is not installed and cannot be installed here (no root, no apt-get).
@@ -85,9 +86,18 @@ stop() {
     rm -rf "$dir"
 }
 
+restart() {
+    local dir=$1 bin
+    case "$dir" in /tmp/pg-sweep-*) ;; *) echo "postgres.sh: not a test cluster: $dir" >&2; exit 2 ;; esac
+    bin=$(bindir)
+    # Fast shutdown: every open connection is cut, as when a database server restarts.
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >&2
+}
+
 case "${1:-}" in
     install) install ;;
+    restart) [ $# -eq 2 ] || { echo "usage: $0 restart DIR" >&2; exit 2; }; restart "$2" ;;
     start) [ $# -eq 3 ] || { echo "usage: $0 start PORT PASSWORD" >&2; exit 2; }; start "$2" "$3" ;;
     stop) [ $# -eq 2 ] || { echo "usage: $0 stop DIR" >&2; exit 2; }; stop "$2" ;;
-    *) echo "usage: $0 install | start PORT PASSWORD | stop DIR" >&2; exit 2 ;;
+    *) echo "usage: $0 install | start PORT PASSWORD | restart DIR | stop DIR" >&2; exit 2 ;;
 esac

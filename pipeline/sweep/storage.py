@@ -16,6 +16,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from pipeline.config import state_dir
 from pipeline.config.errors import ConfigError
 from pipeline.data.atomic import file_lock
+from pipeline.sweep.reconnect import ReconnectingRDBStorage
 from pipeline.sweep.samplers import make_pruner, make_sampler
 
 # Fresh stores created by several workers at once: a lost race on a table or a version row.
@@ -48,7 +49,8 @@ def make_storage(cfg: DictConfig) -> RDBStorage:
         engine_kwargs["pool_pre_ping"] = True
     for attempt in range(4):
         try:
-            return RDBStorage(
+            kind = RDBStorage if url.startswith("sqlite") else ReconnectingRDBStorage
+            return kind(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=int(cfg.sweep.heartbeat_interval),

@@ -26,6 +26,7 @@ from pipeline.config import PROJECT_ROOT
 N_TRIALS = 4
 WORKERS = 2
 SCRIPT = PROJECT_ROOT / ".ci" / "postgres.sh"
+CLUSTERS: dict[str, str] = {}  # server URL -> its cluster directory (to restart it)
 
 
 def _in_ci() -> bool:
@@ -50,10 +51,44 @@ def postgres() -> Iterator[str]:
             pytest.skip(reason)
         pytest.fail(reason)
     directory = proc.stdout.strip().splitlines()[-1]
+    url = f"postgresql://postgres:{password}@127.0.0.1:{port}"
+    CLUSTERS[url] = directory
     try:
-        yield f"postgresql://postgres:{password}@127.0.0.1:{port}"
+        yield url
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop", directory], timeout=120)
+
+
+def start_server(port: int, backend: str, artifacts: Path, log_path: Path) -> subprocess.Popen:
+    """`make server` on loopback, up and answering /health."""
+    log = open(log_path, "a+")  # noqa: SIM115 -- closed with the server
+    server = subprocess.Popen(
+        ["make", "-s", "-o", ".venv/.installed", "server", "HOST=127.0.0.1", f"PORT={port}",
+         f"BACKEND={backend}", f"ARTIFACTS={artifacts}", "ARGS=--workers 1"],
+        cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    server.log = log
+    deadline = time.time() + 180
+    while True:
+        if server.poll() is not None or time.time() > deadline:
+            log.seek(0)
+            pytest.fail(f"make server did not come up:\n{log.read()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+                if resp.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    server.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -61,34 +96,12 @@ def mlflow_server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> It
     """`make server` on loopback, its store in PostgreSQL, artifacts served from a temp dir."""
     port = _free_port()
     artifacts = tmp_path_factory.mktemp("server-artifacts")
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "w+")  # noqa: SIM115
-    server = subprocess.Popen(
-        ["make", "-s", "-o", ".venv/.installed", "server", "HOST=127.0.0.1", f"PORT={port}",
-         f"BACKEND={postgres}/mlflow", f"ARTIFACTS={artifacts}", "ARGS=--workers 1"],
-        cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
+    server = start_server(port, f"{postgres}/mlflow", artifacts,
+                          tmp_path_factory.mktemp("server") / "server.log")
     try:
-        deadline = time.time() + 180
-        while True:
-            if server.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                pytest.fail(f"make server did not come up:\n{log.read()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        yield {"uri": uri, "artifacts": Path(artifacts)}
+        yield {"uri": f"http://127.0.0.1:{port}", "artifacts": Path(artifacts)}
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+        stop_server(server)
 
 
 @pytest.mark.slow
@@ -264,3 +277,91 @@ def test_sweep_all_keeps_the_first_failing_studys_exit_code(tmp_path):
     proc = _sweep_all(tmp_path, "fails b c", workers=1)
     assert proc.returncode == 2 and "Error 4" in proc.stderr, proc.stdout + proc.stderr
     assert sorted(p.stem for p in tmp_path.glob("*.seen")) == ["fails"]  # nothing after it
+
+
+# ---- servers that restart ---------------------------------------------------------------------
+def _sweepers(common: list[str], tmp_path: Path, n: int) -> list[subprocess.Popen]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return [subprocess.Popen([sys.executable, "-m", "pipeline.sweep", *common,
+                              f"state_dir={tmp_path / f'machine{i}'}"], cwd=PROJECT_ROOT,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for i in range(n)]
+
+
+def _one_run_per_trial(uri: str, study_name: str, trials: list) -> None:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("chest-xray")
+    runs = client.search_runs([exp.experiment_id], f"tags.study_name = '{study_name}'",
+                              max_results=1000)
+    assert [r for r in runs if r.info.status == "RUNNING"] == []
+    children = [r for r in runs if r.data.tags.get("role") == "trial"]
+    numbers = [int(r.data.tags["optuna_trial"]) for r in children]
+    assert sorted(numbers) == sorted(t.number for t in trials)  # one run per trial, no more
+
+
+@pytest.mark.slow
+def test_a_postgres_restart_mid_sweep_loses_nothing(postgres, mlflow_server, tiny_overrides,
+                                                    tmp_path):
+    storage, name = f"{postgres}/optuna", "restart-pg"
+    common = tiny_overrides(
+        "trainer.max_epochs=4", "tracking.log_model=false", f"sweep.n_trials={N_TRIALS}",
+        f"sweep.storage={storage}", f"tracking.uri={mlflow_server['uri']}",
+        f"sweep.study_name={name}", "sweep.pruner=none", "trainer.early_stopping_patience=null")
+    workers = _sweepers(common, tmp_path, WORKERS)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # a trial is writing its epochs
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+            if any(t.intermediate_values and t.state == TrialState.RUNNING
+                   for t in study.get_trials()):
+                break
+        except (KeyError, Exception):  # noqa: BLE001 -- the study is not created yet
+            pass
+        time.sleep(0.3)
+    restart = subprocess.run(["bash", str(SCRIPT), "restart", CLUSTERS[postgres]],
+                             capture_output=True, text=True, timeout=120)
+    assert restart.returncode == 0, restart.stderr[-2000:]
+    outs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0] * WORKERS, [o[-3000:] for o in outs]
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = study.get_trials()
+    assert all(t.state.is_finished() for t in trials)
+    assert len({t.number for t in trials}) == len(trials)
+    assert N_TRIALS <= len(trials) <= N_TRIALS + WORKERS - 1
+    _one_run_per_trial(mlflow_server["uri"], name, trials)
+
+
+@pytest.mark.slow
+def test_a_tracking_server_restart_mid_sweep_loses_nothing(tiny_overrides, tmp_path):
+    port, name = _free_port(), "restart-mlflow"
+    backend = f"sqlite:///{tmp_path / 'server.db'}"
+    server = start_server(port, backend, tmp_path / "artifacts", tmp_path / "server.log")
+    uri = f"http://127.0.0.1:{port}"
+    common = tiny_overrides("trainer.max_epochs=4", "tracking.log_model=false",
+                            "sweep.n_trials=3", f"tracking.uri={uri}", f"sweep.study_name={name}",
+                            "sweep.pruner=none", "trainer.early_stopping_patience=null",
+                            f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}")
+    (worker,) = _sweepers(common, tmp_path, 1)
+    try:
+        client = MlflowClient(uri)
+        deadline = time.time() + 300
+        while time.time() < deadline:  # a trial run is logging its epochs
+            exp = client.get_experiment_by_name("chest-xray")
+            runs = client.search_runs([exp.experiment_id], "tags.role = 'trial'") if exp else []
+            if runs and client.get_metric_history(runs[0].info.run_id, "val_auroc"):
+                break
+            time.sleep(0.3)
+        stop_server(server)
+        time.sleep(3)  # the worker's requests fail meanwhile, and are retried
+        server = start_server(port, backend, tmp_path / "artifacts", tmp_path / "server.log")
+        out = worker.communicate(timeout=600)[0]
+        assert worker.returncode == 0, out[-3000:]
+        trials = optuna.load_study(study_name=name,
+                                   storage=f"sqlite:///{tmp_path / 'optuna.db'}").get_trials()
+        assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+        _one_run_per_trial(uri, name, trials)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        stop_server(server)
