@@ -35,6 +35,7 @@ from pipeline.sweep.bookkeeping import (
 from pipeline.sweep.budget import STATE_NAMES, fail_stale_trials, progress
 from pipeline.sweep.joint import prepare_space
 from pipeline.sweep.objective import Objective, TrialFailed
+from pipeline.sweep.samplers import make_pruner, make_sampler
 from pipeline.sweep.space import load_space
 from pipeline.sweep.stopping import FailureStreak, search_stopped, tell_workers
 from pipeline.sweep.storage import open_study, public_url, setup_lock, storage_url, study_name
@@ -56,6 +57,7 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
     # What a trial runs before its sampled values: the base config, the space's fixed keys,
     # then the command line. Every study-level setting (the pruner's budget) is read from it.
     trial_cfg = compose([*space.fixed_overrides(), *overrides])
+    make_sampler(trial_cfg), make_pruner(trial_cfg)  # a bad sweep.* setting stops before any work
     space = prepare_space(space, cfg, trial_cfg, say)
     joint = bool(space.backbones)
     with setup_lock(cfg):

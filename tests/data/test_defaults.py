@@ -4,19 +4,17 @@ the split, Kermany's patients, and replicate seeds that share one split."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 from xray_files import write_class_tree, write_image
 
-from pipeline.config import PROJECT_ROOT
 from pipeline.config.errors import DataError
-from pipeline.data import load_data
+from pipeline.data import clear_memo, load_data
 from pipeline.data.positives import infer_positive
 from pipeline.data.splits import ImageSplitWarning
+from pipeline.describe_data import main as describe_main
 
 
 def folder(make_cfg, root: Path, *more: str):
@@ -86,15 +84,13 @@ def test_seed_replicates_share_one_split(make_cfg):
     assert other not in fingerprints
 
 
-def test_describe_data_reports_the_positive_class_and_the_split_unit(tmp_path):
+def test_describe_data_reports_the_positive_class_and_the_split_unit(tmp_path, capsys):
     root = tmp_path / "kaggle"
     write_class_tree(root, {"Normal": 6, "Pneumonia": 6})
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.describe_data", "dataset=imagefolder",
-         f"dataset.root={root}", "dataset.image_size=32", f"state_dir={tmp_path / 'state'}"],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    clear_memo()
+    with pytest.warns(ImageSplitWarning, match="split is by image"):
+        assert describe_main(["dataset=imagefolder", f"dataset.root={root}",
+                              "dataset.image_size=32", f"state_dir={tmp_path / 'state'}"]) == 0
+    clear_memo()
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["positive_class"] == "pneumonia" and last["split_unit"] == "image"
-    assert "split is by image" in proc.stderr

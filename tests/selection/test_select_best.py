@@ -269,6 +269,7 @@ def test_the_report_renders_in_a_real_browser_with_its_table_and_every_figure(
     assert "<code>python -m pipeline.sweep " in dom  # the commands that produced the studies
 
 
+@pytest.mark.slow
 def test_an_ensemble_row_is_the_mean_of_the_best_trials(store):
     cfg = compose([*store.overrides, BOOTSTRAP, "select.ensemble=2"])
     summary = select_champion(cfg, store.overrides, say=lambda *a, **k: None)

@@ -133,6 +133,7 @@ def test_orphaned_trial_runs_are_found_past_one_page(tiny_overrides, monkeypatch
     assert client.get_run(parent.info.run_id).info.status == "KILLED"  # its dead worker's
 
 
+@pytest.mark.slow
 def test_one_sampler_per_worker_and_a_study_repeats_from_its_seed(tmp_path, monkeypatch):
     samplers = []
     real = Objective.train
