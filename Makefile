@@ -68,14 +68,17 @@ sweep: install
 # starts once one has failed, and the first failing study's exit code is make's.
 sweep-all: install
 	@[[ "$(WORKERS)" =~ ^[1-9][0-9]*$$ ]] || { echo "make sweep-all: WORKERS=$(WORKERS) is not a number >= 1" >&2; exit 2; }; \
-	rc=0; running=0; \
+	rc=0; pids=(); \
+	reap() { local live=() p; for p in "$${pids[@]}"; do \
+		if kill -0 $$p 2>/dev/null; then live+=($$p); else wait $$p; s=$$?; [ $$rc -ne 0 ] || rc=$$s; fi; \
+	done; pids=("$${live[@]}"); }; \
 	for m in $(ALL_MODELS); do \
-		if [ $$running -ge $(WORKERS) ]; then wait -n; s=$$?; running=$$((running - 1)); [ $$rc -ne 0 ] || rc=$$s; fi; \
+		while reap; [ $${#pids[@]} -ge $(WORKERS) ]; do sleep 0.2; done; \
 		[ $$rc -eq 0 ] || break; \
 		echo "make sweep-all: starting the study of $$m"; \
-		$(PY) -m pipeline.sweep backbone=$$m $(ARGS) & running=$$((running + 1)); \
+		$(PY) -m pipeline.sweep backbone=$$m $(ARGS) & pids+=($$!); \
 	done; \
-	while [ $$running -gt 0 ]; do wait -n; s=$$?; running=$$((running - 1)); [ $$rc -ne 0 ] || rc=$$s; done; \
+	while reap; [ $${#pids[@]} -gt 0 ]; do sleep 0.2; done; \
 	exit $$rc
 
 select: install
