@@ -1,7 +1,8 @@
 """Train one CNN: ``python -m pipeline.train [hydra overrides]``.
 
 Prints the MLflow run id and, as its LAST line, ``{"run_id", "status", "metrics"}``.
-Exit status: 0 finished, 1 the training failed (reason logged with the run), 2 bad input.
+Exit status: 0 finished, 1 the training failed (reason logged with the run), 2 bad input (no run
+is opened for it).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import sys
 from pipeline.cli import print_json_line, run
 from pipeline.config import compose
 from pipeline.tracking.training_run import run_training
+from pipeline.training.checks import refuse_bad_settings
 from pipeline.training.signals import graceful_interrupts
 
 
 def main(argv: list[str]) -> int:
     cfg = compose(argv)
+    refuse_bad_settings(cfg)
     with graceful_interrupts():
         result = run_training(cfg, run_name=f"{cfg.backbone.name}-train")
     print(f"run {result.run_id}: {result.status}", flush=True)

@@ -17,10 +17,16 @@ class DoubleBalancingWarning(UserWarning):
 
 def check_training(cfg: DictConfig) -> None:
     """Every rule below; the first broken one raises ConfigError."""
+    refuse_bad_settings(cfg)
+    warn_double_balancing(cfg)
+
+
+def refuse_bad_settings(cfg: DictConfig) -> None:
+    """The refusals alone: an entry point calls them before it opens a run, so bad input
+    stores nothing."""
     check_frozen_weights(cfg)
     check_contrastive_views(cfg)
     check_devices(cfg)
-    warn_double_balancing(cfg)
 
 
 def check_frozen_weights(cfg: DictConfig) -> None:

@@ -4,7 +4,6 @@ class balancing, ImageNet weights that cannot be had)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import warnings
@@ -29,18 +28,25 @@ def test_the_default_weights_are_imagenet_on_real_data_and_random_on_synthetic()
 
 
 def test_train_refuses_to_freeze_random_weights_and_names_the_fix(tiny_overrides):
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.train",
-         *tiny_overrides("backbone.freeze_depth=3", "tracking.log_model=false")],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300,
-    )
-    assert proc.returncode == 1
+    overrides = tiny_overrides("backbone.freeze_depth=3", "tracking.log_model=false")
+    proc = subprocess.run([sys.executable, "-m", "pipeline.train", *overrides],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
+    assert proc.returncode == 2  # bad input
     error = proc.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: ConfigError: backbone.freeze_depth=3 would freeze 3 stage(s)")
+    assert error.startswith("error: backbone.freeze_depth=3 would freeze 3 stage(s)")
     for fix in ("backbone.pretrained=true", "backbone.weights_path=", "backbone.freeze_depth=0"):
         assert fix in error
-    last = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert last["status"] == "FAILED" and last["metrics"] == {}
+    assert proc.stdout == ""
+    client = MlflowClient(tracking_uri(compose(overrides)))
+    assert [r for e in client.search_experiments() for r in client.search_runs(
+        [e.experiment_id])] == []  # nothing stored for bad input
+
+
+def test_a_trial_that_samples_frozen_random_weights_fails_as_a_run(tiny_overrides):
+    """Inside a sweep the same refusal is a bad sampled config: the trial's run is FAILED."""
+    result = run_training(compose(tiny_overrides("backbone.freeze_depth=3",
+                                                 "tracking.log_model=false")))
+    assert result.state == "FAIL" and "would freeze 3 stage(s)" in result.error
 
 
 def test_frozen_stages_of_weights_from_a_file_train(tiny_overrides, resnet18_weights):
