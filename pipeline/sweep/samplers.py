@@ -9,16 +9,19 @@ from omegaconf import DictConfig
 from pipeline.config.errors import ConfigError
 
 
-def make_sampler(cfg: DictConfig, worker: int = 0, conditional: bool = False
-                 ) -> optuna.samplers.BaseSampler:
-    """The study's sampler, made once per worker: seeded from ``seed`` and the worker's index
-    (0 for the first; workers seeded alike would draw the same values), so a one-worker study
-    repeats its trials from ``seed``. TPE uses the constant liar: a value sampled while other
+def make_sampler(cfg: DictConfig, worker: int = 0, conditional: bool = False,
+                 resumed_at: int = 0) -> optuna.samplers.BaseSampler:
+    """The study's sampler, made once per worker: seeded from ``seed``, the worker's index
+    (0 for the first; workers seeded alike would draw the same values) and ``resumed_at``, the
+    trials the study held when this worker joined (a second invocation seeded like the first
+    would draw the first one's values again), so a one-worker study repeats its trials from
+    ``seed``. TPE uses the constant liar: a value sampled while other
     workers' trials run stays clear of theirs. A ``conditional`` space (the backbone first, the
     rest depending on it) gets the multivariate TPE over groups of parameters that occur
     together, as Optuna recommends for such spaces."""
     name = str(cfg.sweep.sampler)
-    seed = int(np.random.SeedSequence([int(cfg.seed), int(worker)]).generate_state(1)[0])
+    entropy = [int(cfg.seed), int(worker)] + ([int(resumed_at)] if resumed_at else [])
+    seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
     if name == "tpe":
         return optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=int(cfg.sweep.get("startup_trials", 5)),

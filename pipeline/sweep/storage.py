@@ -95,6 +95,9 @@ def open_study(cfg: DictConfig, worker: int = 0, joint: bool = False) -> optuna.
             f"study '{study.study_name}' was created to {study.direction.name.lower()}; "
             f"sweep.direction={direction} cannot change it: use another sweep.study_name"
         )
+    held = len(study.get_trials(deepcopy=False))
+    if held:  # joining a study with trials: draw on from them, not the first worker's values
+        study.sampler = make_sampler(cfg, worker, conditional=joint, resumed_at=held)
     return study
 
 

@@ -153,3 +153,14 @@ def test_one_sampler_per_worker_and_a_study_repeats_from_its_seed(tmp_path, monk
     assert len({id(s) for s in samplers[:3]}) == 1 and samplers[0] is not samplers[3]
     assert isinstance(samplers[0], optuna.samplers.TPESampler)
     assert params[0] == params[1]  # the same seed, the same trials
+
+
+def test_running_the_same_command_again_draws_new_values(tiny_overrides):
+    """A second invocation adds trials: seeded like the first, it would draw the first one's
+    values again and spend its budget on repeats."""
+    overrides = tiny_overrides(*QUICK, "sweep.n_trials=1", "sweep.sampler=random")
+    run_study(compose(overrides), overrides, echo=False)
+    overrides = tiny_overrides(*QUICK, "sweep.n_trials=2", "sweep.sampler=random")
+    run_study(compose(overrides), overrides, echo=False)
+    first, second = (t.params for t in open_study(compose(overrides)).trials)
+    assert first["optimizer.lr"] != second["optimizer.lr"]
