@@ -3,7 +3,6 @@ Optuna's plots, and trial runs a killed worker left RUNNING closed."""
 
 from __future__ import annotations
 
-import os
 import socket
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pipeline.config import one_line
 from pipeline.sweep.budget import STATE_NAMES
 from pipeline.sweep.space import SearchSpace
 from pipeline.sweep.summary import best_trial, state_counts
-from pipeline.tracking.runs import process_alive
+from pipeline.tracking.runs import process_alive, process_tags
 from pipeline.tracking.search import all_runs, where
 from pipeline.tracking.training_run import FULL_DISK
 
@@ -87,7 +86,7 @@ def start_parent_run(cfg: DictConfig, space: SearchSpace, fingerprint: str, mlfl
         "role": "study", "study_name": name, "backbone": str(cfg.backbone.name),
         "dataset": str(cfg.dataset.name), "sweep_space": space.name,
         "data_fingerprint": fingerprint, "git_commit": tracking.git_commit(),
-        "host": socket.gethostname(), "pid": str(os.getpid()),
+        **process_tags(),
         # The command that reproduces this invocation (its overrides are the command line's).
         "command": " ".join(["python -m pipeline.sweep", *overrides])[:5000],
     }

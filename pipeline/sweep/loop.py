@@ -163,8 +163,9 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
         mlflow_client.log_metric(parent, "search_gain", sign * (gain[0] - gain[1]))
     if echo:
         print_table(study, str(cfg.objective.metric))
-        say(f"open the MLflow UI: make ui   (then http://127.0.0.1:5000, experiment "
-            f"'{cfg.tracking.experiment}', parent run '{name}')")
+        say(f"open the MLflow UI: make ui   (then "
+            f"{tracking.runs_page(tracking.experiment_id(cfg, mlflow_client))}, parent run "
+            f"'{name}')")
     if status == "FAILED" or not summary["n_complete"] + summary["n_pruned"]:
         raise SweepFailed(stop_reason or "no trial completed or was pruned", summary)
     return summary

@@ -8,6 +8,7 @@ from pipeline.tracking.store import (
     flat_params,
     git_commit,
     run_artifact_dir,
+    runs_page,
     tracking_uri,
 )
 
@@ -18,5 +19,6 @@ __all__ = [
     "flat_params",
     "git_commit",
     "run_artifact_dir",
+    "runs_page",
     "tracking_uri",
 ]

@@ -103,8 +103,9 @@ def log_dataset(mlflow_client: Any, run_id: str, bundle: DataBundle, context: st
 
 
 def process_tags() -> dict[str, str]:
-    """Which process writes a run: a run left RUNNING by a process that is gone is closed."""
-    return {"host": socket.gethostname(), "pid": str(os.getpid())}
+    """Which process writes a run: a run left RUNNING by a process that is gone is closed; and
+    MLflow's own source tags, the entry point and commit the UI shows."""
+    return {**store.source_tags(), "host": socket.gethostname(), "pid": str(os.getpid())}
 
 
 def process_alive(pid: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -22,6 +23,8 @@ from pipeline.config.errors import ConfigError
 MAX_PARAM_LENGTH = 6000
 # Keys that say where things are, not what was trained: not worth a param column each.
 SKIPPED_PARAM_PREFIXES = ("select.", "rerun.", "evaluate.", "state_dir", "tracking.uri")
+# Without a kind, MLflow 3's UI opens an experiment on its GenAI (traces) overview.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def tracking_uri(cfg: DictConfig) -> str:
@@ -82,7 +85,8 @@ def experiment_id(cfg: DictConfig, mlflow_client: Any | None = None) -> str:
                 )
             return exp.experiment_id
         try:
-            return mc.create_experiment(name, artifact_location=artifact_root(cfg))
+            return mc.create_experiment(name, artifact_location=artifact_root(cfg),
+                                        tags=EXPERIMENT_TAGS)
         except MlflowException:
             continue  # another worker created it in between: read it back
     raise ConfigError(f"could not create or find MLflow experiment '{name}' at {tracking_uri(cfg)}")
@@ -108,6 +112,27 @@ def _flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 @cache
+def runs_page(experiment: str, base: str = "http://127.0.0.1:5000") -> str:
+    """The UI's runs table of an experiment, in its model-training view (MLflow 3 starts in
+    the GenAI view, where runs do not show)."""
+    return f"{base}/#/experiments/{experiment}/runs?workflowType=machine_learning"
+
+
+def source_tags() -> dict[str, str]:
+    """MLflow's own run context (user, source type, ...) with the entry point as the source
+    (the UI's Source column) and the project's commit: what the fluent API would have set."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    tags = resolve_tags()
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    tags["mlflow.source.name"] = (main.name.removesuffix(".__main__") if main and main.name
+                                  else Path(sys.argv[0]).name or "python")
+    commit = git_commit()
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
+    return tags
+
+
 def git_commit() -> str:
     """The project's commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
     try:

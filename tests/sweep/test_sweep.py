@@ -203,7 +203,18 @@ def test_sweep_command_prints_progress_and_a_json_last_line(tiny_overrides):
                             "n_fail", "best_value", "best_params", "best_run_id", "stop_reason"}
     assert summary["storage"].startswith("sqlite:///") and summary["n_complete"] == 1
     assert any(line.startswith("trial 0 (1 of 1)") for line in lines)
-    assert "make ui" in proc.stdout
+    # The MLflow UI as a user meets it: MLflow 3 opens an experiment of no kind on its GenAI
+    # overview, where runs do not show; the printed page is the runs table, and the Source
+    # column names the entry point that wrote each run.
+    client = MlflowClient(tracking_uri(compose(overrides)))
+    experiment = client.get_experiment_by_name("chest-xray")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    page = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
+    assert f"make ui   (then {page}?workflowType=machine_learning" in proc.stdout
+    for run_id in (summary["parent_run_id"], summary["best_run_id"]):
+        tags = client.get_run(run_id).data.tags
+        assert tags["mlflow.source.name"] == "pipeline.sweep", tags
+        assert tags["mlflow.source.git.commit"] == tags["git_commit"].removesuffix("-dirty")
 
 
 def test_a_bad_sweep_setting_is_one_line(tiny_overrides):
