@@ -102,7 +102,7 @@ def sweep_store(root: Path) -> SweepStore:
         "rerun": RunSpec({**same, "backbone": "resnet18", "role": "rerun", "state": "COMPLETE",
                           "rerun_of": trials["resnet18"][0]}, best),
         "failed": RunSpec({**same, **trial_tags("resnet18", 7, "FAIL")}, best, "FAILED"),
-        "pruned": RunSpec({**same, **trial_tags("resnet18", 8, "PRUNED")}, best, "KILLED"),
+        "pruned": RunSpec({**same, **trial_tags("resnet18", 8, "PRUNED")}, best),  # FINISHED
         "other_data": RunSpec({**same, **trial_tags("mobilenet_v2", 9),
                                "data_fingerprint": "0123456789abcdef"}, best),
     }

@@ -5,8 +5,8 @@ reports and model logged, and the run closed in the state the training ended in.
 that fails for a reason of its own (a non-finite loss, a bad config, out of memory, a full disk)
 closes its run FAILED and comes back as a ``TrainResult``; any other exception is a bug: the run
 is closed FAILED with it and it travels on, traceback and all. SIGINT/SIGTERM (``Interrupted``)
-closes the run KILLED and travels on, as does any exception the caller names in ``raised`` (a
-pruned trial) with the state it names, unchanged.
+closes the run KILLED and travels on; an exception the caller names in ``raised`` (a pruned
+trial) closes it in the state it names (PRUNED: FINISHED, see RUN_STATUS) and travels on unchanged.
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def test_two_workers_share_one_study_through_postgres_and_an_mlflow_server(
     by_number = {int(r.data.tags["optuna_trial"]): r for r in children}
     assert len(by_number) == len(children) == len(trials)
     assert sorted(by_number) == numbers and len(set(numbers)) == len(numbers)
-    status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED",
+    status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED",
               TrialState.FAIL: "FAILED"}
     for trial in trials:
         run = by_number[trial.number]

@@ -70,7 +70,7 @@ def test_a_study_matches_its_mlflow_children_and_resumes_to_the_total(sweep):
     assert len(children) == 5  # exactly one MLflow run per trial
     by_number = {int(r.data.tags["optuna_trial"]): r for r in children}
     assert sorted(by_number) == numbers
-    status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+    status = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
     for trial in study.trials:
         run = by_number[trial.number]
         assert run.data.tags["state"] == trial.state.name
@@ -149,7 +149,7 @@ def test_hopeless_trials_are_pruned(sweep, monkeypatch):
     for number, trial in trials.items():  # every epoch Optuna saw is in the run's history
         run = runs[number]
         assert run.data.tags["state"] == trial.state.name
-        assert run.info.status == ("FINISHED" if number == 0 else "KILLED")
+        assert run.info.status == "FINISHED"  # pruned as designed: not a failure in the UI
         history = client.get_metric_history(run.info.run_id, "val_auroc")
         epochs = [m for m in history if m.step < len(SCRIPT[number])]
         assert [m.value for m in epochs] == pytest.approx(list(trial.intermediate_values.values()))

@@ -54,7 +54,7 @@ def big_store_specs(other_exp: str, n_total: int = 5000) -> list[RunSpec]:
         for n, loss in enumerate((0.30, 0.20, 0.25)):  # a three-way tie at the top
             specs.append(RunSpec({**same, **trial_tags(backbone, 50 + n)},
                                  {"best_val_auroc": 0.95 - b / 100, "best_val_loss": loss}))
-        specs += [RunSpec({**same, **trial_tags(backbone, 60 + n, "PRUNED")}, WINS, "KILLED")
+        specs += [RunSpec({**same, **trial_tags(backbone, 60 + n, "PRUNED")}, WINS)
                   for n in range(10 + b)]
         specs += [RunSpec({**same, **trial_tags(backbone, 80 + n, "FAIL")},
                           WINS, "FAILED") for n in range(3)]
