@@ -36,7 +36,11 @@ def methods_paragraph(cfg: DictConfig, comp: Competition, assessed: Sequence[Ass
     cv = (f" Each trial was trained on {folds} folds of the training and validation patients "
           f"(stratified by class, grouped by patient), and its objective was the mean of the "
           f"folds' validation {metric}." if folds > 1 else "")
-    backbones = ", ".join(a.backbone for a in assessed)
+    singles = [a for a in assessed if not a.candidate.members]
+    backbones = ", ".join(a.backbone for a in singles)
+    ensembles = [a.backbone for a in assessed if a.candidate.members]
+    ensemble = (f" The {ensembles[0]} trials across backbones (mean probability, chosen on "
+                "validation) competed as one more model." if ensembles else "")
     binary = champion.threshold is not None
     tests = ("DeLong's test" if binary else "a paired bootstrap")
     operating = (f" Decision thresholds were chosen on validation ({cfg.select.operating_point})"
@@ -53,11 +57,11 @@ def methods_paragraph(cfg: DictConfig, comp: Competition, assessed: Sequence[Ass
         f"{patients.get('train', '?')} patients), validation ({splits.get('val', '?')}, "
         f"{patients.get('val', '?')}) and test ({splits.get('test', '?')}, "
         f"{patients.get('test', '?')}) sets, stratified by class and {grouping}.{dup} For each of "
-        f"{len(assessed)} backbone(s) ({backbones}), {_searched(studies)} were searched with "
+        f"{len(singles)} backbone(s) ({backbones}), {_searched(studies)} were searched with "
         f"Optuna over {trials} trials in all, with pruning of unpromising trials.{cv} Each "
-        f"backbone's best trial was chosen on its validation {metric}, and the champion, "
-        f"{champion.backbone}, is the backbone whose best trial scored highest there. The test "
-        f"split was used once, after selection: each backbone's chosen model was evaluated on it "
+        f"backbone's best trial was chosen on its validation {metric}.{ensemble} The champion, "
+        f"{champion.backbone}, is the model that scored highest there. The test "
+        f"split was used once, after selection: each chosen model was evaluated on it "
         f"a single time, with 95% confidence intervals from {cfg.select.bootstrap} patient-level "
         f"bootstrap replicates, and compared with the champion on the same test patients by "
         f"{tests}.{operating}{calibration}"

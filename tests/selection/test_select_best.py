@@ -267,6 +267,16 @@ def test_the_report_renders_in_a_real_browser_with_its_table_and_every_figure(
         assert f'id="{section}"' in dom, section
     assert "The test split was used once" in dom
     assert "<code>python -m pipeline.sweep " in dom  # the commands that produced the studies
+    # Each Grad-CAM caption gives the positive class's probability against the threshold that
+    # labelled the image, so a caption says what its kind says.
+    captions = re.findall(r"(true positive|false positive|false negative): [^<]*? \(p\((\w+)\)="
+                          r"([0-9.]+), threshold ([0-9.]+), truth (\w+)\)", dom)
+    assert captions
+    positive = load_data(store.cfg).positive_class
+    for kind, named, p, threshold, truth in captions:
+        assert named == positive
+        assert (float(p) >= float(threshold)) == (kind != "false negative"), (kind, p, threshold)
+        assert (truth == positive) == (kind != "false positive")
 
 
 @pytest.mark.slow
