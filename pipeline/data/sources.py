@@ -116,7 +116,8 @@ def from_synthetic(ds: DictConfig, state_dir: Path) -> Rows:
         "seed": _int(ds, "seed"),
         "images_per_patient": _int(ds, "images_per_patient", 2),
     }
-    code = digest_bytes(Path(synthetic.__file__).read_bytes())
+    sources = sorted(Path(synthetic.__file__).parent.glob("*.py"))  # the whole generator
+    code = digest_bytes(b"".join(p.read_bytes() for p in sources))
     key = digest_strings([json.dumps(params, sort_keys=True), code])[:32]
 
     def build() -> dict[str, np.ndarray]:
