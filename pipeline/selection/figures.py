@@ -36,9 +36,8 @@ def png(fig: plt.Figure) -> bytes:
 def _positive_scores(item: Assessed) -> tuple[np.ndarray, np.ndarray]:
     """(truth, score) of the ROC: the positive class (binary), one-vs-rest pooled (otherwise)."""
     ev = item.evaluation
-    binary = ev.probs.shape[1] == 2
     pos = 1 if ev.positive_index is None else ev.positive_index
-    if binary:
+    if ev.probs.shape[1] == 2:
         return ev.target == pos, ev.probs[:, pos]
     onehot = np.eye(ev.probs.shape[1], dtype=bool)[ev.target]
     return onehot.ravel(), ev.probs.ravel()
@@ -110,9 +109,8 @@ def gallery(item: Assessed, net: Any) -> list[tuple[str, bytes]]:
 
     ev = item.evaluation
     pred = predicted(ev.probs, ev.positive_index, item.threshold)
-    binary = ev.probs.shape[1] == 2
     pos = 1 if ev.positive_index is None else ev.positive_index
-    if binary:
+    if ev.probs.shape[1] == 2:
         kinds = {"true positive": (ev.target == pos) & (pred == pos),
                  "false positive": (ev.target != pos) & (pred == pos),
                  "false negative": (ev.target == pos) & (pred != pos)}
@@ -131,10 +129,11 @@ def gallery(item: Assessed, net: Any) -> list[tuple[str, bytes]]:
             image.save(buffer, format="PNG")
             # Binary: always the positive class's probability, against the threshold that
             # labelled it (the larger probability would be the other class's for a negative).
-            shown_p = (f"p({ev.classes[pos]})={ev.probs[row, pos]:.3f}, threshold "
-                       f"{item.threshold:.3f}" if binary and item.threshold is not None else
-                       f"p({ev.classes[pos]})={ev.probs[row, pos]:.2f}" if binary else
-                       f"p({ev.classes[pred[row]]})={ev.probs[row, pred[row]]:.2f}")
+            if item.threshold is not None:  # binary: thresholds exist for two classes only
+                shown_p = (f"p({ev.classes[pos]})={ev.probs[row, pos]:.3f}, threshold "
+                           f"{item.threshold:.3f}")
+            else:
+                shown_p = f"p({ev.classes[pred[row]]})={ev.probs[row, pred[row]]:.2f}"
             caption = f"{kind}: {ev.files[row]} ({shown_p}, truth {ev.classes[ev.target[row]]})"
             out.append((caption, buffer.getvalue()))
     return out

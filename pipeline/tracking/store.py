@@ -111,7 +111,6 @@ def _flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix[:-1], node
 
 
-@cache
 def runs_page(experiment: str, base: str = "http://127.0.0.1:5000") -> str:
     """The UI's runs table of an experiment, in its model-training view (MLflow 3 starts in
     the GenAI view, where runs do not show)."""
@@ -133,6 +132,7 @@ def source_tags() -> dict[str, str]:
     return tags
 
 
+@cache
 def git_commit() -> str:
     """The project's commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
     try:
