@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import warnings
 
-from pipeline.cli import print_json_line, run
+from pipeline.common.cli import print_json_line, run
 from pipeline.config import compose
 from pipeline.data import load_data
 from pipeline.data.duplicates import DuplicateImageWarning

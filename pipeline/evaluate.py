@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from pipeline.cli import print_json_line, run
+from pipeline.common.cli import print_json_line, run
 from pipeline.config import compose
 from pipeline.inference.prediction import resolve_model
-from pipeline.selection.external import evaluate_external
+from pipeline.runs.external import evaluate_external
 from pipeline.tracking.logged import get_run, open_store
 
 

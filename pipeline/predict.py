@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.cli import print_json_line, run
+from pipeline.common.cli import print_json_line, run
+from pipeline.common.errors import ConfigError
 from pipeline.config import compose
-from pipeline.config.errors import ConfigError
 from pipeline.inference.cams import CamWriter
 from pipeline.inference.gradcam import rebuild_net
 from pipeline.inference.prediction import predict_files, resolve_model, split_overrides

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
-from pipeline.cli import print_json_line, run
+from pipeline.common.cli import print_json_line, run
+from pipeline.common.errors import ConfigError
 from pipeline.config import compose
-from pipeline.config.errors import ConfigError
-from pipeline.selection.rerun import format_rows, rerun
+from pipeline.runs.rerun import format_rows, rerun
 from pipeline.training.signals import graceful_interrupts
 
 USAGE = "usage: python -m pipeline.rerun RUN_ID [key=value ...]"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from pipeline.cli import print_json_line, run
+from pipeline.common.cli import print_json_line, run
 from pipeline.config import compose
 from pipeline.selection.champion import select_champion
 

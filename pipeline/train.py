@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.cli import print_json_line, run
+from pipeline.common.cli import print_json_line, run
 from pipeline.config import compose
-from pipeline.tracking.training_run import run_training
+from pipeline.runs.training_run import run_training
 from pipeline.training.checks import refuse_bad_settings
 from pipeline.training.signals import graceful_interrupts
 

@@ -21,8 +21,8 @@ from mlflow.entities import Metric
 from omegaconf import DictConfig
 
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.sweep.loop import run_study
-from pipeline.sweep.storage import open_study
+from pipeline.study.loop import run_study
+from pipeline.study.storage import open_study
 from pipeline.tracking.store import experiment_id, tracking_uri
 from tests.conftest import TINY
 

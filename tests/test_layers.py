@@ -29,7 +29,18 @@ def test_a_lower_stage_importing_a_higher_one_breaks_the_contract(tmp_path):
     shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     # The training stage asking the sweep for something: upstream, forbidden.
     (tmp_path / "pipeline" / "training" / "shortcut.py").write_text(
-        "from pipeline.sweep.storage import storage_url  # noqa: F401\n")
+        "from pipeline.study.storage import storage_url  # noqa: F401\n")
     proc = _lint(tmp_path)
     assert proc.returncode != 0
-    assert "pipeline.training.shortcut -> pipeline.sweep.storage" in proc.stdout
+    assert "pipeline.training.shortcut -> pipeline.study.storage" in proc.stdout
+
+
+def test_a_module_outside_every_layer_breaks_the_contract(tmp_path):
+    """The contract is exhaustive: a new package of pipeline must be given its layer."""
+    shutil.copytree(PROJECT_ROOT / "pipeline", tmp_path / "pipeline",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "pipeline" / "stray.py").write_text('"""Nowhere in the layers."""\n')
+    proc = _lint(tmp_path)
+    assert proc.returncode != 0
+    assert "pipeline.stray" in proc.stdout

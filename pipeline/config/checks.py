@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from omegaconf import OmegaConf
 
-from pipeline.config.errors import ConfigError
+from pipeline.common.errors import ConfigError
 from pipeline.config.paths import CONF_DIR
 
 # Keys users type that set another key: the sweep's metric, direction and folds are the

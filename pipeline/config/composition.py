@@ -10,9 +10,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from pipeline.common.errors import ConfigError, one_line
 from pipeline.config import resolvers  # noqa: F401 -- registers the resolvers conf/ uses
 from pipeline.config.checks import check_type, value_overrides, with_aliases, without_values
-from pipeline.config.errors import ConfigError, one_line
 from pipeline.config.paths import CONF_DIR
 
 

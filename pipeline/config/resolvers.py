@@ -17,7 +17,7 @@ def timm_input_size(timm_name: str) -> int:
     from timm.data import resolve_data_config
     from timm.models import get_pretrained_cfg
 
-    from pipeline.config.errors import ConfigError
+    from pipeline.common.errors import ConfigError
 
     pcfg = get_pretrained_cfg(str(timm_name))
     if pcfg is None:

@@ -14,8 +14,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from sklearn.utils.class_weight import compute_class_weight
 
+from pipeline.common.errors import ConfigError, DataError
 from pipeline.config import state_dir as resolve_state_dir
-from pipeline.config.errors import ConfigError, DataError
 from pipeline.data import duplicates, sources
 from pipeline.data.duplicates import DuplicateGroup
 from pipeline.data.hashing import digest_strings

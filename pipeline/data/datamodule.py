@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 
-from pipeline.config.errors import ConfigError
+from pipeline.common.errors import ConfigError
 from pipeline.data.bundle import DataBundle
 from pipeline.data.transforms import build_augmentation
 

@@ -11,7 +11,7 @@ Layout under ``<state_dir>/cache/``:
   the same version and size are copied from it instead of being decoded again.
 - ``arrays/<kind>-<key>.npy`` + ``.npz``: generated or downloaded arrays (synthetic, medmnist).
 
-Every file is published with os.replace (see pipeline.data.atomic); the sidecar is written before
+Every file is published with os.replace (see pipeline.common.atomic); the sidecar is written before
 its array, and an array counts as present only when both exist.
 """
 
@@ -27,14 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config.faults import fault_point
-from pipeline.data.atomic import (
+from pipeline.common.atomic import (
     atomic_write_npy,
     atomic_write_npz,
     atomic_write_text,
     open_allocated,
     temp_beside,
 )
+from pipeline.common.faults import fault_point
 from pipeline.data.hashing import HashIndex, digest_strings, index_file_for
 from pipeline.data.images import PREPROCESS_VERSION, UnreadableImage, decode_image, read_bytes
 

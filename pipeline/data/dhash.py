@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.atomic import temp_beside
+from pipeline.common.atomic import temp_beside
 
 GRID = 16  # 16 rows of 17 area means: 16 x 16 neighbour comparisons
 HASH_BITS = GRID * GRID

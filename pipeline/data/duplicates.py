@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config.errors import DataError
+from pipeline.common.errors import DataError
 from pipeline.data.dhash import (  # noqa: F401 -- difference_hashes, distances: part of the API
     HASH_BITS,
     MAX_BITS,

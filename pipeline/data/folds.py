@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from pipeline.config.errors import DataError
+from pipeline.common.errors import DataError
 from pipeline.data.bundle import DataBundle
 
 # Fold assignments already computed: keyed by everything they depend on (the data's

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from pipeline.data.atomic import atomic_write_text
+from pipeline.common.atomic import atomic_write_text
 
 # An index entry written less than this long after the file's mtime could miss a same-size rewrite
 # in the same timestamp tick (git's "racy clean" problem): such files are hashed again next time.

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.config.errors import DataError
+from pipeline.common.errors import DataError
 
 # Bump when the pixels decode_image produces change: every cache entry is keyed on it.
 PREPROCESS_VERSION = 1

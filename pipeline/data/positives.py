@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import sys
 
-from pipeline.config.errors import ConfigError, DataError
+from pipeline.common.errors import ConfigError, DataError
 
 # Words that name a finding, and words that deny one ("non_covid", "no_finding", "negative").
 FINDINGS = ("covid", "covid19", "covid_19", "sars", "pneumonia", "viral", "bacterial",

@@ -13,7 +13,7 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
-from pipeline.config.errors import ConfigError, DataError
+from pipeline.common.errors import ConfigError, DataError
 from pipeline.data import decode_cache
 from pipeline.data.hashing import HashIndex, digest_bytes, digest_strings, index_file_for
 from pipeline.data.images import PREPROCESS_VERSION, read_bytes, to_square_gray

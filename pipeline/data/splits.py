@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from pipeline.config.errors import ConfigError, DataError
+from pipeline.common.errors import ConfigError, DataError
 
 SPLIT_NAMES = ("train", "val", "test")
 

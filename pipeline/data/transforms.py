@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 from torchvision.transforms import v2
 
-from pipeline.config.errors import ConfigError
+from pipeline.common.errors import ConfigError
 
 
 def build_augmentation(aug_cfg: DictConfig | dict | None) -> v2.Transform | None:

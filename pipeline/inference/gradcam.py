@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from pipeline.config.errors import PipelineError
+from pipeline.common.errors import PipelineError
 from pipeline.models import ChestXrayNet, build_model
 from pipeline.tracking.models import LoadedModel
 

@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from pipeline.config.errors import ConfigError
+from pipeline.common.errors import ConfigError
 
 StageLayout = list[tuple[str, list[str]]]
 

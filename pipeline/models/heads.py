@@ -14,7 +14,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from pipeline.config.errors import ConfigError, one_line
+from pipeline.common.errors import ConfigError, one_line
 
 
 def _pool() -> list[nn.Module]:

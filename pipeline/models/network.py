@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from pipeline.config.errors import ConfigError
+from pipeline.common.errors import ConfigError
 from pipeline.models.backbones import (
     StagedBackbone,
     check_input_size,

@@ -18,8 +18,8 @@ from omegaconf import DictConfig
 from timm.models import get_pretrained_cfg
 from torch import Tensor, nn
 
+from pipeline.common.errors import PipelineError
 from pipeline.config import one_line
-from pipeline.config.errors import PipelineError
 
 
 def component_names(cfg: DictConfig) -> list[str]:

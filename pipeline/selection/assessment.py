@@ -10,19 +10,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from omegaconf import DictConfig
 
-from pipeline.selection.calibration import brier, ece, fit_temperature, nll, scaled
+from pipeline.evidence.bootstrap import Uncertain, bootstrap, patient_groups, resamples
+from pipeline.evidence.calibration import brier, ece, fit_temperature, nll, scaled
+from pipeline.evidence.metrics import METRICS, scores
+from pipeline.evidence.operating_point import choose_threshold, parse
 from pipeline.selection.competition import Candidate
 from pipeline.selection.evaluation import Evaluation
-from pipeline.selection.operating_point import choose_threshold, parse
 from pipeline.selection.statistics import (
-    METRICS,
     Paired,
-    Uncertain,
-    bootstrap,
     paired,
-    patient_groups,
-    resamples,
-    scores,
 )
 
 SMALL_CLASS = 20  # test images of a class below which intervals are wide

@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 
 from omegaconf import DictConfig
 
+from pipeline.common.atomic import file_lock
+from pipeline.common.faults import fault_point
 from pipeline.config import state_dir
-from pipeline.config.faults import fault_point
 from pipeline.data import load_data
-from pipeline.data.atomic import file_lock
 from pipeline.selection.assessment import assess, indistinct, small_test_warning
 from pipeline.selection.comparison import table_row, to_markdown
 from pipeline.selection.competition import candidates, competition, search_gain

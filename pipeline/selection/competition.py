@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from pipeline.config.errors import PipelineError
+from pipeline.common.errors import PipelineError
 from pipeline.tracking.search import (
     best_of,
     count_runs,

@@ -17,11 +17,11 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from pipeline.config.errors import DataError
+from pipeline.common.errors import DataError
 from pipeline.data import DataBundle, load_data
+from pipeline.runs.recording import VAL_PREDICTIONS
 from pipeline.tracking.logged import local_config, logged_config
 from pipeline.tracking.models import LoadedModel, load_model, model_uri
-from pipeline.tracking.recording import VAL_PREDICTIONS
 from pipeline.training.metrics import nll, score
 
 

@@ -18,9 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_curve  # noqa: E402
 
+from pipeline.evidence.calibration import reliability_diagram, scaled  # noqa: E402
+from pipeline.evidence.metrics import predicted  # noqa: E402
 from pipeline.selection.assessment import Assessed  # noqa: E402
-from pipeline.selection.calibration import reliability_diagram, scaled  # noqa: E402
-from pipeline.selection.statistics import predicted  # noqa: E402
 
 GALLERY = 3  # test images of each kind (true positive, false positive, false negative)
 

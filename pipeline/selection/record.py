@@ -13,8 +13,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pipeline import tracking
+from pipeline.evidence.calibration import reliability_diagram, scaled
 from pipeline.selection.assessment import Assessed
-from pipeline.selection.calibration import reliability_diagram, scaled
 from pipeline.selection.comparison import to_csv
 from pipeline.selection.competition import Competition
 from pipeline.tracking.runs import process_tags

@@ -14,8 +14,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import tracking
+from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.config import CONF_DIR, compose, one_line
-from pipeline.config.errors import ConfigError, PipelineError
 
 _ABSENT = object()
 

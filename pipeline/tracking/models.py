@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.config.errors import PipelineError, one_line
+from pipeline.common.errors import PipelineError, one_line
 from pipeline.data import DataBundle
 from pipeline.models import ChestXrayNet
 

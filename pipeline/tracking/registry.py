@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.config.errors import PipelineError
-from pipeline.config.faults import fault_point
+from pipeline.common.errors import PipelineError
+from pipeline.common.faults import fault_point
 from pipeline.tracking.models import model_uri
 from pipeline.tracking.search import quote
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pipeline.config.errors import ConfigError
+from pipeline.common.errors import ConfigError
 
 PAGE_SIZE = 1000  # MLflow's largest page for search_runs on most stores
 MAX_DISTINCT = 200  # a safety bound on the one-query-per-value walk

@@ -16,8 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.common.errors import ConfigError
 from pipeline.config import PROJECT_ROOT, state_dir
-from pipeline.config.errors import ConfigError
 
 # MLflow's own limit on a param value (longer values are refused by the store).
 MAX_PARAM_LENGTH = 6000

@@ -7,7 +7,7 @@ import warnings
 
 from omegaconf import DictConfig
 
-from pipeline.config.errors import ConfigError
+from pipeline.common.errors import ConfigError
 from pipeline.models.weights import describe_weights
 
 

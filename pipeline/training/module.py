@@ -20,8 +20,8 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from pipeline.config.errors import PipelineError
-from pipeline.config.faults import fault_point
+from pipeline.common.errors import PipelineError
+from pipeline.common.faults import fault_point
 from pipeline.models import ChestXrayNet
 from pipeline.models.losses import SupConLoss
 from pipeline.training.features.inputs import Inputs

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.common.errors import ConfigError
 from pipeline.config import CONF_DIR, compose
-from pipeline.config.errors import ConfigError
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from xray_files import write_image
 
-from pipeline.config.errors import ConfigError, DataError
+from pipeline.common.errors import ConfigError, DataError
 from pipeline.data import load_data
 from pipeline.data.layouts import RepeatedRowWarning
 

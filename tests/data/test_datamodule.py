@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.common.errors import ConfigError
 from pipeline.config import compose
-from pipeline.config.errors import ConfigError
 from pipeline.data import ChestXrayDataModule, DataBundle, build_augmentation, load_data
 from pipeline.data.datamodule import ImageRows, loader_workers
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from xray_files import write_class_tree, write_image
 
-from pipeline.config.errors import DataError
+from pipeline.common.errors import DataError
 from pipeline.data import clear_memo, load_data
 from pipeline.data.positives import infer_positive
 from pipeline.data.splits import ImageSplitWarning

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from xray_files import chest_like, png_bytes, write_image
 
-from pipeline.config.errors import ConfigError, DataError
+from pipeline.common.errors import ConfigError, DataError
 from pipeline.data import decode_image, duplicates, load_data
 from pipeline.data.duplicates import DuplicateImageWarning, difference_hashes, distances
 from pipeline.describe_data import main as describe_main

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from xray_files import write_class_tree, write_image
 
-from pipeline.config.errors import ConfigError, DataError
+from pipeline.common.errors import ConfigError, DataError
 from pipeline.data import load_data
 from pipeline.data.sources import BadImageWarning
 

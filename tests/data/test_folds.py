@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.config.errors import DataError
+from pipeline.common.errors import DataError
 from pipeline.data import load_data
 from pipeline.data.folds import fold_bundle, fold_of_rows
 

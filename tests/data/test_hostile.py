@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from xray_files import chest_like, write_class_tree, write_image
 
-from pipeline.config.errors import DataError
+from pipeline.common.errors import DataError
 from pipeline.data import UnreadableImage, decode_image, load_data
 from pipeline.data.layouts import TreeWarning
 from pipeline.data.sources import BadImageWarning

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from xray_files import write_class_tree, write_image
 
-from pipeline.config.errors import DataError
+from pipeline.common.errors import DataError
 from pipeline.data import DataBundle, load_data
 
 

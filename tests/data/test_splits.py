@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.config.errors import DataError
+from pipeline.common.errors import DataError
 from pipeline.data.splits import assign_splits, patient_overlap
 
 CLASSES = ["normal", "covid", "pneumonia"]

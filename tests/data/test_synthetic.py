@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from pipeline.config.errors import ConfigError
+from pipeline.common.errors import ConfigError
 from pipeline.data.synthetic import CLASS_NAMES, SyntheticData, generate
 
 

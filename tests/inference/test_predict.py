@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pipeline.common.errors import PipelineError
 from pipeline.config import compose
-from pipeline.config.errors import PipelineError
 from pipeline.data import decode_image, load_data
 from pipeline.inference.gradcam import grad_cam, rebuild_net
 from pipeline.inference.prediction import split_overrides

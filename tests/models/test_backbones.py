@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 from timm.models import get_pretrained_cfg
 from torch import Tensor, nn
 
+from pipeline.common.errors import ConfigError
 from pipeline.config import compose
-from pipeline.config.errors import ConfigError
 from pipeline.models import ChestXrayNet, build_model
 from pipeline.models.catalog import stage_count, stage_names
 

@@ -7,8 +7,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from pipeline.common.errors import ConfigError
 from pipeline.config import compose
-from pipeline.config.errors import ConfigError
 from pipeline.models import ChestXrayNet, ContrastiveChestXrayNet, build_head, build_model
 
 CHANNELS, HW, CLASSES = 16, (3, 3), 4

@@ -11,8 +11,8 @@ import timm
 import torch
 from omegaconf import DictConfig
 
+from pipeline.common.errors import PipelineError
 from pipeline.config import compose
-from pipeline.config.errors import PipelineError
 from pipeline.models import build_model, describe_weights
 
 SIZE = 32

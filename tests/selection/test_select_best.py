@@ -27,12 +27,12 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from pipeline.common.errors import PipelineError
 from pipeline.config import compose
-from pipeline.config.errors import PipelineError
 from pipeline.data import decode_image, load_data
+from pipeline.evidence.operating_point import choose_threshold
 from pipeline.selection.champion import data_overrides, select_champion
 from pipeline.selection.competition import competition
-from pipeline.selection.operating_point import choose_threshold
 from tests.sweep_store import BACKBONES, run_module, sweep_store
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

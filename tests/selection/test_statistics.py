@@ -10,17 +10,11 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from pipeline.selection.calibration import brier, fit_temperature, nll, scaled
-from pipeline.selection.operating_point import choose_threshold, parse
-from pipeline.selection.statistics import (
-    bootstrap,
-    delong_p_value,
-    interval,
-    paired,
-    patient_groups,
-    resamples,
-    scores,
-)
+from pipeline.evidence.bootstrap import bootstrap, interval, patient_groups, resamples
+from pipeline.evidence.calibration import brier, fit_temperature, nll, scaled
+from pipeline.evidence.metrics import scores
+from pipeline.evidence.operating_point import choose_threshold, parse
+from pipeline.selection.statistics import delong_p_value, paired
 
 
 def binary(n: int, seed: int, signal: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.config import compose
-from pipeline.config.errors import ConfigError, PipelineError
 from pipeline.selection.competition import candidates, competition
 from pipeline.tracking.search import order_by, quote, where
 from pipeline.tracking.store import experiment_id, tracking_uri

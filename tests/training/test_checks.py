@@ -12,8 +12,8 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline.config import PROJECT_ROOT, ConfigError, compose
+from pipeline.runs.training_run import run_training
 from pipeline.tracking.store import tracking_uri
-from pipeline.tracking.training_run import run_training
 from pipeline.training.checks import DoubleBalancingWarning, check_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.common.errors import ConfigError
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.config.errors import ConfigError
 from pipeline.data import ChestXrayDataModule, load_data
 from pipeline.models import build_model
+from pipeline.runs.training_run import run_training
 from pipeline.tracking.store import tracking_uri
-from pipeline.tracking.training_run import run_training
 from pipeline.training.features.inputs import inputs_for
 from pipeline.training.features.store import FeatureStore, features_dir
 

@@ -15,8 +15,8 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.config import PROJECT_ROOT, compose
 from pipeline.data import ChestXrayDataModule, load_data
+from pipeline.runs.training_run import run_training
 from pipeline.tracking.store import tracking_uri
-from pipeline.tracking.training_run import run_training
 
 EPOCH_METRICS = [
     "train_loss",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config.errors import ConfigError, DataError
+from pipeline.common.errors import ConfigError, DataError
 from pipeline.data.layouts.common import Listing, Passed, dataset_root, normalise_class
 from pipeline.data.layouts.fs import (
     compile_pattern,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from pipeline.config.errors import DataError
+from pipeline.common.errors import DataError
 from pipeline.data.layouts.common import RepeatedRowWarning, some
 
 

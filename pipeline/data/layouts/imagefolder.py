@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipeline.config.errors import DataError
+from pipeline.common.errors import DataError
 from pipeline.data.layouts.common import (
     SPLIT_ALIASES,
     Listing,

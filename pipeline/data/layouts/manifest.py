@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipeline.config.errors import DataError
+from pipeline.common.errors import DataError
 from pipeline.data.layouts.common import SPLIT_ALIASES, Listing, dataset_root
 from pipeline.data.layouts.csv_rows import drop_repeats, read_csv, refuse_outside, row_list
 from pipeline.data.layouts.fs import require_root

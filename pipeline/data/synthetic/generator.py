@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.config.errors import ConfigError
+from pipeline.common.errors import ConfigError
 from pipeline.data.synthetic.anatomy import _render
 from pipeline.data.synthetic.constants import (
     _BACTERIAL,

@@ -42,9 +42,9 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from pipeline.config.errors import ConfigError
-from pipeline.config.faults import fault_point
-from pipeline.data.atomic import atomic_write_text, file_lock, open_allocated, temp_beside
+from pipeline.common.atomic import atomic_write_text, file_lock, open_allocated, temp_beside
+from pipeline.common.errors import ConfigError
+from pipeline.common.faults import fault_point
 from pipeline.data.bundle import DataBundle
 from pipeline.models import ChestXrayNet
 

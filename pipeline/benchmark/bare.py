@@ -1,0 +1,135 @@
+"""``pipeline_vs_bare``: pipeline.train epochs against a hand-written PyTorch loop, side by side."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.benchmark.profiles import Profile, base_overrides, median, say
+
+
+class BareLoop:
+    """A hand-written training loop: the backbone from timm with its own classifier, the
+    training images in memory as one uint8 tensor, Adam, cross-entropy, no framework."""
+
+    def __init__(self, cfg: Any):
+        import timm
+        import torch
+
+        from pipeline.data import load_data
+        from pipeline.models.catalog import normalisation
+
+        bundle = load_data(cfg)
+        rows = bundle.indices("train")
+        self.images = torch.from_numpy(np.asarray(bundle.images[rows])).unsqueeze(1)
+        self.labels = torch.from_numpy(bundle.labels[rows].astype(np.int64))
+        self.model = timm.create_model(str(cfg.backbone.timm_name), pretrained=False,
+                                       num_classes=len(bundle.classes)).train()
+        mean, std = normalisation(self.model)
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(cfg.optimizer.lr))
+        self.batch_size = int(cfg.dataset.batch_size)
+        self.generator = torch.Generator().manual_seed(int(cfg.seed))
+        self.epochs: list[tuple[int, float]] = []  # (images, seconds)
+
+    def epoch(self) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        start = time.perf_counter()
+        order = torch.randperm(len(self.labels), generator=self.generator)
+        seen = 0
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i : i + self.batch_size]
+            if len(idx) < 2:
+                continue  # BatchNorm needs two images
+            x = self.images[idx].float().div_(255).expand(-1, 3, -1, -1)
+            x = (x - self.mean) / self.std
+            loss = F.cross_entropy(self.model(x), self.labels[idx])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            seen += len(idx)
+        self.epochs.append((seen, time.perf_counter() - start))
+
+
+def _epoch_timer(after_epoch: Callable[[], None]):  # -> pl.Callback (Lightning imported lazily)
+    import lightning.pytorch as pl
+
+    class EpochTimer(pl.Callback):
+        """Training images and seconds of each epoch, first batch to last (no validation);
+        ``after_epoch`` runs once each epoch has ended (a bare-loop epoch, side by side)."""
+
+        def __init__(self) -> None:
+            self.created = time.perf_counter()
+            self.first_start: float | None = None
+            self.epochs: list[tuple[int, float]] = []
+            self._start = self._end = 0.0
+            self._images = 0
+
+        def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
+            self._start = time.perf_counter()
+            if self.first_start is None:
+                self.first_start = self._start
+            self._images = 0
+
+        def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any,
+                               batch_idx: int) -> None:
+            self._images += len(batch[1])
+            self._end = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+            self.epochs.append((self._images, self._end - self._start))
+            after_epoch()
+
+    return EpochTimer()
+
+
+def bench_bare(state: Path, profile: Profile) -> dict[str, Any]:
+    import torch
+
+    from pipeline.config import compose
+    from pipeline.runs.training_run import run_training
+
+    overrides = [*base_overrides(state, profile), *profile.bare_overrides,
+                 f"trainer.max_epochs={profile.bare_epochs}",
+                 "trainer.early_stopping_patience=null"]
+    cfg = compose(overrides)
+    pipeline_ips: list[float] = []
+    bare_ips: list[float] = []
+    ratios: list[float] = []
+    startups: list[float] = []
+    for round_ in range(profile.bare_rounds):
+        # Epochs alternate: pipeline epoch k, then bare epoch k, so a burst of load from other
+        # processes falls on both alike. The first epoch of each is warm-up.
+        timer = _epoch_timer(lambda: None)
+        if round_:  # the first round's start-up includes building the data: no bare loop yet
+            bare = BareLoop(cfg)
+            timer = _epoch_timer(bare.epoch)
+        result = run_training(cfg, run_name="bench-pipeline", callbacks=[timer])
+        if result.state != "COMPLETE":
+            raise RuntimeError(f"pipeline run failed: {result.error}")
+        startups.append((timer.first_start or timer.created) - timer.created)
+        if not round_:
+            continue
+        for (n_p, s_p), (n_b, s_b) in list(zip(timer.epochs, bare.epochs, strict=True))[1:]:
+            pipeline_ips.append(n_p / s_p)
+            bare_ips.append(n_b / s_b)
+            ratios.append(pipeline_ips[-1] / bare_ips[-1])
+        say(f"round {round_}: pipeline {pipeline_ips[-1]:.1f} img/s, bare {bare_ips[-1]:.1f} "
+            f"img/s, start-up {startups[-1]:.2f} s")
+    return {
+        "pipeline_vs_bare": median(ratios),
+        "startup_s": startups[0],
+        "details": {
+            "backbone": str(cfg.backbone.name), "image_size": int(cfg.dataset.image_size),
+            "batch_size": int(cfg.dataset.batch_size), "threads": torch.get_num_threads(),
+            "pipeline_images_per_s": median(pipeline_ips), "bare_images_per_s": median(bare_ips),
+            "epoch_ratios": ratios, "startup_s_warm": median(startups[1:]),
+        },
+    }

@@ -1,0 +1,136 @@
+"""Every figure of a profile in one run, and the command line of ``python -m pipeline.bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.benchmark.bare import bench_bare
+from pipeline.benchmark.caches import bench_decode, bench_features
+from pipeline.benchmark.cv import bench_cv
+from pipeline.benchmark.profiles import KEYS, PARTS, PROFILES, TARGETS, Profile, say
+from pipeline.benchmark.studies import bench_pruning, bench_rss
+
+DOC = """Speed figures, each a ratio measured side by side in one run on this machine:
+``python -m pipeline.bench [--quick] [--out FILE]``.
+
+- ``pipeline_vs_bare``: training images/s of pipeline.train's epochs (run_training: Lightning,
+  MLflow, the data module) over a hand-written PyTorch loop on the same backbone, batch size,
+  image size, training images and thread count (validation excluded from both; the first epoch
+  of each run is warm-up). One-off start-up is ``startup_s``.
+- ``decode_cache_speedup``: an epoch decoding the source JPEG/PNG files of
+  ../shared/data/covid-chestxray-sample at 224 px over the same epoch read from the decode cache.
+- ``feature_cache_speedup``: wall time of a 10-trial feature-extraction sweep (densenet121, the
+  whole backbone frozen, augmentation none; the trials differ in learning rate) without the
+  frozen-feature cache over with it, trials of both run alternately; both best values reported.
+- ``pruning_saved``: 1 - epochs trained by the median-pruned 12-trial study of the default search
+  space over epochs trained by the same study unpruned; both best values reported.
+- ``rss_growth``: peak resident memory (VmHWM) after trial 20 of one sweep over after trial 2,
+  in a fresh process.
+- ``cv_cost``: wall time of a 5-fold study over a single-split study of the same 12 trials (the
+  default space on weights from a file, so frozen stages are cached), each with its pruning.
+
+Medians of repeats where a figure is repeated. ``--quick`` (tiny sizes, models not logged) keeps
+the whole run under 10 minutes on a 2-core CPU; the full run uses native sizes. State lives in a
+temporary folder, removed afterwards. Progress goes to stdout; the LAST line is the JSON object,
+also written to ``--out``.
+"""
+
+
+BENCHES: dict[str, Callable[[Path, Profile], dict[str, Any]]] = {
+    "bare": bench_bare, "decode": bench_decode, "features": bench_features,
+    "pruning": bench_pruning, "rss": bench_rss, "cv": bench_cv,
+}
+
+
+def run_bench(profile: Profile, parts: Sequence[str] = PARTS,
+              state: Path | None = None) -> dict[str, Any]:
+    """Every figure of ``parts`` under ``profile`` (state in a temporary folder unless given)."""
+    import torch
+
+    own_state = state is None
+    state = Path(tempfile.mkdtemp(prefix="pipeline-bench-")) if state is None else Path(state)
+    started = time.perf_counter()
+    out: dict[str, Any] = {key: None for key in KEYS}
+    out["startup_s"] = None
+    details: dict[str, Any] = {}
+    try:
+        for part in parts:
+            say(f"{part} ...")
+            begin = time.perf_counter()
+            figures = BENCHES[part](state, profile)
+            details[part] = {**figures.pop("details", {}),
+                             "seconds": round(time.perf_counter() - begin, 1)}
+            out.update(figures)
+    finally:
+        if own_state:
+            shutil.rmtree(state, ignore_errors=True)
+    out["targets_met"] = {
+        key: (out[key] >= bound if op == ">=" else out[key] <= bound)
+        for key, (op, bound) in TARGETS.items() if out.get(key) is not None
+    }
+    out["profile"] = profile.name
+    out["threads"] = torch.get_num_threads()
+    out["cpu_count"] = os.cpu_count()
+    out["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    out["details"] = details
+    return _rounded(out)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=DOC,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, under 10 min on CPU")
+    parser.add_argument("--out", type=Path, help="also write the JSON object here")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="measure only these figures")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads (default: 1 with --quick, else torch's own)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    profile = PROFILES[args.profile or ("quick" if args.quick else "full")]
+    import torch
+
+    threads = args.threads or profile.threads
+    if threads:
+        torch.set_num_threads(threads)
+    say(f"profile {profile.name}, {torch.get_num_threads()} torch threads, parts "
+        f"{', '.join(args.only)}")
+    begin = time.perf_counter()
+    import pipeline.runs.training_run  # noqa: F401 -- Lightning, MLflow, timm: import_s
+    from pipeline.training.signals import Interrupted, graceful_interrupts
+
+    import_s = time.perf_counter() - begin
+    try:
+        with graceful_interrupts():  # SIGTERM too: the temporary state is removed
+            result = run_bench(profile, args.only)
+    except (Interrupted, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr, flush=True)
+        return 130
+    result["import_s"] = round(import_s, 2)
+    text = json.dumps(result)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    sys.stdout.flush()
+    print(text, flush=True)
+    return 0
