@@ -35,3 +35,7 @@ def run(main: Callable[[list[str]], int | None]) -> None:
         print("interrupted", file=sys.stderr, flush=True)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+# How a stage prints its progress: ``print``, or a no-op when the caller asked for quiet.
+Say = Callable[..., None]

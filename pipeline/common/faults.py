@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = ("decode", "features", "epoch", "log_model", "select_test", "register")
-
 
 def fault_point(name: str) -> None:
     """SIGKILL this process when ``PIPELINE_FAULT`` names ``name``."""

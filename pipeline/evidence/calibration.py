@@ -23,6 +23,8 @@ from torchmetrics.functional.classification import (  # noqa: E402
     multiclass_calibration_error,
 )
 
+from pipeline.evidence.metrics import nll  # noqa: E402
+
 BINS = 15
 TEMPERATURES = (0.05, 20.0)  # the search range; 1.0 (no change) lies inside it
 
@@ -46,11 +48,6 @@ def ece(probs: np.ndarray, target: np.ndarray, positive: int | None) -> float:
         return float(binary_calibration_error(p[:, pos].contiguous(), (t == pos).long(),
                                               n_bins=BINS))
     return float(multiclass_calibration_error(p, t, num_classes=probs.shape[1], n_bins=BINS))
-
-
-def nll(probs: np.ndarray, target: np.ndarray) -> float:
-    picked = np.clip(probs[np.arange(len(target)), target], 1e-12, None)
-    return float(-np.mean(np.log(picked)))
 
 
 def scaled(probs: np.ndarray, temperature: float) -> np.ndarray:

@@ -76,3 +76,11 @@ def _ratio(num: float, den: float, empty: float = np.nan) -> float:
 
 def _auroc(y: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y, score)) if 0 < int(y.sum()) < len(y) else np.nan
+
+
+def nll(probs: np.ndarray, target: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true classes: the ``*_loss`` of a scored split, and
+    what a temperature is fitted to minimise."""
+    picked = np.clip(np.asarray(probs, dtype=np.float64)[np.arange(len(target)), target], 1e-12,
+                     None)
+    return float(-np.mean(np.log(picked)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import tracking
+from pipeline.common.cli import Say
 from pipeline.common.errors import DataError
 from pipeline.data import DataBundle, load_data
 from pipeline.evidence.bootstrap import bootstrap, patient_groups, resamples
@@ -25,9 +26,6 @@ from pipeline.evidence.metrics import METRICS, scores
 from pipeline.tracking.models import LoadedModel
 from pipeline.tracking.runs import close_dead_runs, log_dataset, process_tags
 from pipeline.training.reports import write_reports
-
-Say = Callable[..., None]
-NEEDS_BOTH = {"auroc", "sensitivity", "specificity", "precision", "npv", "f1"}
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -14,12 +14,11 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
+from pipeline.common.cli import Say
 from pipeline.common.errors import DataError
 from pipeline.data import DataBundle, load_data
 from pipeline.runs.training_run import TrainResult, run_training
 from pipeline.tracking.logged import get_run, local_config, logged_config, open_store
-
-Say = Callable[..., None]
 
 
 @dataclass

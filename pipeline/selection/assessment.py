@@ -11,8 +11,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from pipeline.evidence.bootstrap import Uncertain, bootstrap, patient_groups, resamples
-from pipeline.evidence.calibration import brier, ece, fit_temperature, nll, scaled
-from pipeline.evidence.metrics import METRICS, scores
+from pipeline.evidence.calibration import brier, ece, fit_temperature, scaled
+from pipeline.evidence.metrics import nll, scores
 from pipeline.evidence.operating_point import choose_threshold, parse
 from pipeline.selection.competition import Candidate
 from pipeline.selection.evaluation import Evaluation
@@ -108,6 +108,3 @@ def indistinct(assessed: Sequence[Assessed], level: float = 0.05) -> list[Assess
     return [a for a in assessed[1:] if a.versus_champion is not None
             and np.isfinite(a.versus_champion.p_value) and a.versus_champion.p_value >= level]
 
-
-def test_metric_names() -> list[str]:
-    return [f"test_{m}" for m in METRICS]

@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
 from pipeline.common.atomic import file_lock
+from pipeline.common.cli import Say
 from pipeline.common.faults import fault_point
 from pipeline.config import state_dir
 from pipeline.data import load_data
@@ -22,8 +23,6 @@ from pipeline.selection.report import selection_report
 from pipeline.tracking.logged import open_store
 from pipeline.tracking.registry import CHAMPION, register_champion
 from pipeline.tracking.runs import close_dead_runs
-
-Say = Callable[..., None]
 
 
 def data_overrides(overrides: Sequence[str]) -> list[str]:

@@ -5,7 +5,7 @@ wraps its members, served by ``pipeline.predict`` like any champion."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -14,14 +14,14 @@ import torch
 from omegaconf import DictConfig
 
 from pipeline import tracking
+from pipeline.common.cli import Say
+from pipeline.evidence.metrics import nll
 from pipeline.selection.competition import Candidate, Competition
 from pipeline.selection.evaluation import Evaluation, evaluate_run
 from pipeline.tracking.models import model_uri
 from pipeline.tracking.runs import process_tags
 from pipeline.tracking.search import order_by
-from pipeline.training.metrics import nll, score
-
-Say = Callable[..., None]
+from pipeline.training.metrics import score
 
 
 def top_runs(mlflow_client: Any, comp: Competition, k: int) -> list:

@@ -19,10 +19,11 @@ from omegaconf import DictConfig
 
 from pipeline.common.errors import DataError
 from pipeline.data import DataBundle, load_data
+from pipeline.evidence.metrics import nll
 from pipeline.runs.recording import VAL_PREDICTIONS
 from pipeline.tracking.logged import local_config, logged_config
 from pipeline.tracking.models import LoadedModel, load_model, model_uri
-from pipeline.training.metrics import nll, score
+from pipeline.training.metrics import score
 
 
 @dataclass

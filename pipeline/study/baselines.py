@@ -8,7 +8,6 @@ value. On random weights a recipe that freezes stages runs unfrozen, and says so
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ import optuna
 import yaml
 from omegaconf import DictConfig
 
+from pipeline.common.cli import Say
 from pipeline.common.errors import ConfigError
 from pipeline.study.space import SWEEPS_DIR, SearchSpace
 
@@ -60,7 +60,7 @@ def load_recipes(path=RECIPES) -> list[Recipe]:
 
 
 def baseline_trials(space: SearchSpace, trial_cfg: DictConfig, random_weights: bool,
-                    say: Callable[..., None]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+                    say: Say) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(params, user_attrs) of the recipes of this study's backbones, in the file's order."""
     backbones = space.backbones or [str(trial_cfg.backbone.name)]
     trials = []
@@ -103,7 +103,7 @@ def _fits(spec: dict[str, Any], value: Any) -> bool:
 
 def enqueue_baselines(study: optuna.Study, cfg: DictConfig, space: SearchSpace,
                       trial_cfg: DictConfig, random_weights: bool,
-                      say: Callable[..., None]) -> int:
+                      say: Say) -> int:
     """The recipes as the first trials of a study that has none yet; how many were queued."""
     if str(cfg.sweep.get("baselines", "none")) != "papers" or study.get_trials(deepcopy=False):
         return 0

@@ -14,14 +14,10 @@ STATE_NAMES = {TrialState.COMPLETE: "COMPLETE", TrialState.PRUNED: "PRUNED",
                TrialState.WAITING: "WAITING"}
 
 
-def finished_count(study: optuna.Study) -> int:
-    """Finished trials toward sweep.n_trials. A FAIL that was retried counts once, via its retry;
-    one ended by Ctrl-C does not count (the resume runs a trial in its place)."""
-    return progress(study)[0]
-
-
 def progress(study: optuna.Study) -> tuple[int, list[int]]:
-    """(finished trials as ``finished_count`` counts them, numbers of the trials RUNNING now)."""
+    """(finished trials toward sweep.n_trials, numbers of the trials RUNNING now). A FAIL that was
+    retried counts once, via its retry; one ended by Ctrl-C does not count (the resume runs a trial
+    in its place)."""
     trials = study.get_trials(deepcopy=False)
     # Set by the retry callback on each retry: every stale trial it replaced, retries included.
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}

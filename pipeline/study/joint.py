@@ -4,16 +4,13 @@ weights (a frozen random stage is a random feature extractor, which training ref
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from omegaconf import DictConfig
 
+from pipeline.common.cli import Say
 from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.config.paths import CONF_DIR
 from pipeline.models.weights import describe_weights, require_published
 from pipeline.study.space import SearchSpace, backbone_option
-
-Say = Callable[..., None]
 
 
 def prepare_space(space: SearchSpace, cfg: DictConfig, trial_cfg: DictConfig,

@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import optuna
 from omegaconf import DictConfig
 
+from pipeline.common.cli import Say
 from pipeline.config import PipelineError, compose
 from pipeline.runs.training_run import run_training
 from pipeline.study.budget import progress
@@ -57,7 +58,7 @@ class Objective:
     """The callable ``study.optimize`` runs once per trial."""
 
     def __init__(self, cfg: DictConfig, study: optuna.Study, space: SearchSpace,
-                 overrides: Sequence[str], parent_run_id: str, say: Callable[..., None],
+                 overrides: Sequence[str], parent_run_id: str, say: Say,
                  callbacks: Sequence[pl.Callback] = ()):
         self.cfg = cfg
         self.study = study

@@ -18,12 +18,13 @@ from omegaconf import DictConfig
 
 from pipeline.config import state_dir
 from pipeline.data import ChestXrayDataModule, DataBundle
+from pipeline.evidence.metrics import nll
 from pipeline.models import ChestXrayNet
 from pipeline.training.callbacks import BestWeights, EpochMetrics, Observer, Silent, best_epoch
 from pipeline.training.checks import check_training
 from pipeline.training.features.inputs import inputs_for
 from pipeline.training.features.store import features_dir
-from pipeline.training.metrics import nll, score
+from pipeline.training.metrics import score
 from pipeline.training.module import ChestXrayModule
 from pipeline.training.template import build_net
 from pipeline.training.trainer import (

@@ -6,7 +6,6 @@ report macro averages over classes (one-vs-rest for specificity, NPV and AUROC).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
@@ -90,8 +89,3 @@ def score(
     metrics.update(probs, target)
     return metrics.compute()
 
-
-def nll(probs: np.ndarray, target: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true classes (the ``*_loss`` of a scored split)."""
-    logp = torch.from_numpy(np.log(np.clip(probs, 1e-12, None)))
-    return float(torch.nn.functional.nll_loss(logp, torch.from_numpy(np.array(target))))

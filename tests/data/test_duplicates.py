@@ -16,7 +16,7 @@ from PIL import Image
 from xray_files import chest_like, png_bytes, write_image
 
 from pipeline.common.errors import ConfigError, DataError
-from pipeline.data import decode_image, duplicates, load_data
+from pipeline.data import decode_image, dhash, duplicates, load_data
 from pipeline.data.duplicates import DuplicateImageWarning, difference_hashes, distances
 from pipeline.describe_data import main as describe_main
 
@@ -227,7 +227,7 @@ def test_hashes_are_cached_beside_the_decoded_array(tmp_path: Path, make_cfg,
     def no_hashing(images):
         raise AssertionError("hashed again instead of reading the cached hashes")
 
-    monkeypatch.setattr(duplicates, "difference_hashes", no_hashing)
+    monkeypatch.setattr(dhash, "difference_hashes", no_hashing)  # what cached_hashes calls
     second, _ = quiet_load(make_cfg, root)
     assert second.duplicates == first.duplicates and second.fingerprint == first.fingerprint
 

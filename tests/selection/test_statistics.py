@@ -11,8 +11,8 @@ from scipy.stats import norm
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from pipeline.evidence.bootstrap import bootstrap, interval, patient_groups, resamples
-from pipeline.evidence.calibration import brier, fit_temperature, nll, scaled
-from pipeline.evidence.metrics import scores
+from pipeline.evidence.calibration import brier, fit_temperature, scaled
+from pipeline.evidence.metrics import nll, scores
 from pipeline.evidence.operating_point import choose_threshold, parse
 from pipeline.selection.statistics import delong_p_value, paired
 
