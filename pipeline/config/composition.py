@@ -67,6 +67,9 @@ def resolve_auto_weights(cfg: DictConfig) -> None:
     backbone = cfg.get("backbone")
     if backbone is None or isinstance(backbone.get("pretrained"), bool):
         return
+    if str(backbone.get("pretrained")).lower() != "auto":
+        raise ConfigError(f"backbone.pretrained={backbone.get('pretrained')!r}: use auto, true "
+                          "or false")
     dataset = str(OmegaConf.select(cfg, "dataset.name", default=""))
     with open_dict(cfg):
         backbone.pretrained = dataset != "synthetic"

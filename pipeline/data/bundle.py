@@ -231,8 +231,9 @@ def build_bundle(ds: DictConfig, sdir: Path) -> DataBundle:
 
 
 def _check_config(ds: DictConfig, name: str) -> None:
-    """What the schema (pipeline.config.schema) cannot know: the layouts there are, and that a
-    dataset used needs its root."""
+    """What the schema (pipeline.config.schema) cannot know: the layouts there are, that a
+    dataset used needs its root, the least image the data layer makes (a network may take
+    smaller ones)."""
     known = sorted([*SCANNERS, "synthetic", "medmnist"])
     if name not in known:
         raise ConfigError(f"dataset.name={name!r} is not a known layout: use one of {known}")
@@ -241,3 +242,6 @@ def _check_config(ds: DictConfig, name: str) -> None:
     for key in ("csv",):
         if key in ds and OmegaConf.is_missing(ds, key):
             raise ConfigError(f"dataset.{key} is not set: pass dataset.{key}=<path>")
+    size = int(ds.image_size)
+    if size < 8:
+        raise ConfigError(f"dataset.image_size={size!r} must be an integer of at least 8 pixels")

@@ -62,9 +62,12 @@ def class_map(dataset_classes: list[str], model_classes: list[str],
 
 
 def _label_map(cfg: DictConfig) -> dict[str, str]:
-    raw = cfg.evaluate.get("label_map")  # a mapping or null: the schema
+    raw = cfg.evaluate.get("label_map")
     if raw is None:
         return {}
+    if not OmegaConf.is_dict(raw):
+        raise DataError(f"evaluate.label_map={raw!r} must map dataset classes to model classes, "
+                        "e.g. evaluate.label_map='{pneumonia: non_covid}'")
     return {str(k): str(v) for k, v in raw.items()}
 
 

@@ -25,8 +25,9 @@ class Dataset:
     root: str | None = MISSING  # the data's folder; ??? = pass dataset.root=<folder>
     # Binary tasks: the class whose recall is sensitivity (null: read from the class names).
     positive_class: str | None = None
-    # The backbone's native size, unless set.
-    image_size: Annotated[int, Range(8, note=" pixels")] = "${backbone.input_size}"  # type: ignore
+    # The backbone's native size, unless set (the data's least and a network's least size:
+    # pipeline.data.bundle and pipeline.models.backbones).
+    image_size: int = "${backbone.input_size}"  # type: ignore[assignment]
     batch_size: Positive = 32
     # auto: 0 on CPU; with a GPU, up to 4 processes augment while it trains
     num_workers: Annotated[int | str, Literal["auto"], Range(0)] = "auto"

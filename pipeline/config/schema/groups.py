@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from omegaconf import MISSING
 
-from pipeline.config.schema.kinds import AutoOrBool, Number
+from pipeline.config.schema.kinds import Number
 
 # Called with the parameter groups or the optimizer by pipeline.training.module.
 Partial = Annotated[bool, Literal[True]]
@@ -23,7 +23,7 @@ class Backbone:
     input_size: int = MISSING
     min_input_size: int = MISSING
     freeze_depth: int = MISSING  # 0..stages: pipeline.models.backbones knows the stages
-    pretrained: AutoOrBool = MISSING
+    pretrained: bool | str = MISSING  # auto, true or false: resolved (and checked) by compose
     weights_path: str | None = MISSING
 
 

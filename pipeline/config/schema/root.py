@@ -78,7 +78,9 @@ class Select:
 
 @dataclass
 class Evaluate:
-    label_map: dict[str, str] | None = MISSING
+    # A mapping of dataset class -> model class, or null (pipeline.runs.external checks it:
+    # OmegaConf cannot merge an override into a typed mapping that is null).
+    label_map: Any = MISSING
 
 
 @dataclass

@@ -63,8 +63,8 @@ class Marks:
         return self.bounds is not None and number and self.bounds.holds(value)
 
     def explain(self, key: str, value: Any) -> str:
-        """The one-line error for ``key=value``: what the key takes."""
-        shown = show(value)
+        """The one-line error for ``key=value`` (as an override writes it): what the key takes."""
+        shown = show_choice(value)
         if not self.choices and self.bounds is not None:
             return f"{key}={shown} must be {self.bounds.describe(self.integer)}{self.bounds.note}"
         options = [show_choice(c) for c in self.choices]
