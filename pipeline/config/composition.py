@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
@@ -12,36 +13,52 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.common.errors import ConfigError, one_line
 from pipeline.config import resolvers  # noqa: F401 -- registers the resolvers conf/ uses
-from pipeline.config.checks import check_type, value_overrides, with_aliases, without_values
+from pipeline.config.aliases import key_of, typed_names, with_aliases
+from pipeline.config.explain import NO_DEFAULT, explain, location, schema_refusal
 from pipeline.config.paths import CONF_DIR
+from pipeline.config.schema import check
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
-    """Base config plus Hydra overrides (``key=value``, ``group=option``), fully resolved.
+    """Base config plus Hydra overrides (``key=value``, ``group=option``), fully resolved and
+    checked against the schema (pipeline.config.schema) once.
 
-    Raises ConfigError with Hydra's own explanation (it names the key and the valid options).
-    ``sweep.metric`` and ``sweep.direction`` set ``objective.*`` (config.checks.ALIASES).
+    Raises ConfigError naming the key and what it takes (or Hydra's own explanation, which lists
+    a group's options). ``sweep.metric`` and ``sweep.direction`` set ``objective.*``
+    (config.aliases).
     """
+    named = typed_names(overrides)
     overrides = with_aliases(overrides)
-    cfg = _compose(config_name, list(overrides))
+    cfg = _compose(config_name, overrides, named)
+    check(cfg, named)
     resolve_auto_weights(cfg)
-    values = value_overrides(overrides)
-    if values:
-        # Same groups, no values: what each overridden key holds by default, to check its type.
-        reference = _compose(config_name, without_values(overrides, values))
-        for key in values:
-            check_type(key, OmegaConf.select(reference, key), OmegaConf.select(cfg, key))
     return cfg
 
 
-def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+def _compose(config_name: str, overrides: list[str], named: Mapping[str, str]) -> DictConfig:
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             cfg = hydra_compose(config_name, overrides=overrides)
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"bad config or override: {one_line(exc)}") from exc
+        refusal = schema_refusal(exc)
+        if refusal is None:
+            raise ConfigError(f"bad config or override: {one_line(exc)}") from exc
+        key = refusal.full_key
+        default = _default(config_name, overrides, key)
+        raise ConfigError(explain(refusal, named.get(key, key), default) + location(exc)) from exc
     return cfg
+
+
+def _default(config_name: str, overrides: list[str], key: str) -> Any:
+    """What ``key`` holds without the overrides that set it (none when no override did)."""
+    rest = [o for o in overrides if key_of(o) != key]
+    if len(rest) == len(overrides):
+        return NO_DEFAULT
+    try:
+        return OmegaConf.select(_compose(config_name, rest, {}), key, default=NO_DEFAULT)
+    except ConfigError:
+        return NO_DEFAULT
 
 
 def resolve_auto_weights(cfg: DictConfig) -> None:
@@ -54,6 +71,5 @@ def resolve_auto_weights(cfg: DictConfig) -> None:
         raise ConfigError(f"backbone.pretrained={backbone.get('pretrained')!r}: use auto, true "
                           "or false")
     dataset = str(OmegaConf.select(cfg, "dataset.name", default=""))
-    value = dataset != "synthetic"
     with open_dict(cfg):
-        backbone.pretrained = value
+        backbone.pretrained = dataset != "synthetic"

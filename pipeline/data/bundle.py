@@ -231,6 +231,9 @@ def build_bundle(ds: DictConfig, sdir: Path) -> DataBundle:
 
 
 def _check_config(ds: DictConfig, name: str) -> None:
+    """What the schema (pipeline.config.schema) cannot know: the layouts there are, that a
+    dataset used needs its root, the least image the data layer makes (a network may take
+    smaller ones)."""
     known = sorted([*SCANNERS, "synthetic", "medmnist"])
     if name not in known:
         raise ConfigError(f"dataset.name={name!r} is not a known layout: use one of {known}")
@@ -239,28 +242,6 @@ def _check_config(ds: DictConfig, name: str) -> None:
     for key in ("csv",):
         if key in ds and OmegaConf.is_missing(ds, key):
             raise ConfigError(f"dataset.{key} is not set: pass dataset.{key}=<path>")
-    policy = ds.get("on_bad_image", "skip")
-    if policy not in ("skip", "error"):
-        raise ConfigError(f"dataset.on_bad_image={policy!r}: use skip or error")
-    policy = ds.get("on_duplicate", "group")
-    if policy not in duplicates.POLICIES:
-        raise ConfigError(f"dataset.on_duplicate={policy!r}: use group, warn or error")
-    bits = ds.get("near_duplicate_bits", duplicates.DEFAULT_BITS)
-    if bits is not None and (
-        not isinstance(bits, int) or isinstance(bits, bool) or not 0 <= bits <= duplicates.MAX_BITS
-    ):
-        raise ConfigError(
-            f"dataset.near_duplicate_bits={bits!r} must be an integer from 0 to "
-            f"{duplicates.MAX_BITS} (bits of a {duplicates.HASH_BITS}-bit hash), or null to look "
-            f"for exact duplicates only"
-        )
-    if not isinstance(ds.get("allow_outside_root", False), bool):
-        raise ConfigError(
-            f"dataset.allow_outside_root={ds.get('allow_outside_root')!r}: use true or false"
-        )
-    sampler = ds.get("sampler", "none")
-    if sampler not in ("none", "weighted"):
-        raise ConfigError(f"dataset.sampler={sampler!r}: use none or weighted")
-    size = ds.get("image_size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 8:
+    size = int(ds.image_size)
+    if size < 8:
         raise ConfigError(f"dataset.image_size={size!r} must be an integer of at least 8 pixels")

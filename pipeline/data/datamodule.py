@@ -16,7 +16,6 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 
-from pipeline.common.errors import ConfigError
 from pipeline.data.bundle import DataBundle
 from pipeline.data.transforms import build_augmentation
 
@@ -91,13 +90,7 @@ def loader_workers(value: int | str, augmented: bool) -> int:
         if not (augmented and torch.cuda.is_available()):
             return 0
         return min(4, max(1, (os.cpu_count() or 1) - 1))
-    try:
-        workers = int(value)
-    except (TypeError, ValueError):
-        workers = -1
-    if workers < 0:
-        raise ConfigError(f"dataset.num_workers={value!r}: use auto or a number >= 0")
-    return workers
+    return int(value)
 
 
 class ChestXrayDataModule(pl.LightningDataModule):
@@ -116,10 +109,6 @@ class ChestXrayDataModule(pl.LightningDataModule):
         seed: int = 42,
     ) -> None:
         super().__init__()
-        if sampler not in ("none", "weighted"):
-            raise ConfigError(f"dataset.sampler={sampler!r}: use none or weighted")
-        if int(batch_size) < 1:
-            raise ConfigError(f"dataset.batch_size={batch_size} must be at least 1")
         self.bundle = bundle
         self.batch_size = int(batch_size)
         self.sampler = sampler

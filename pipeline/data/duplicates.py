@@ -38,7 +38,6 @@ from pipeline.data.dhash import (  # noqa: F401 -- difference_hashes, distances:
 from pipeline.data.hashing import digest_bytes
 from pipeline.data.layouts import DataWarning, printable, some
 
-POLICIES = ("group", "warn", "error")
 DEFAULT_BITS = 10  # re-encoded or rescaled copies: 0-10; different radiographs: ~30 and more
 
 

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from pipeline.common.errors import ConfigError, DataError
+from pipeline.common.errors import DataError
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -35,17 +35,6 @@ def warn_image_split(dataset: str) -> None:
     )
 
 
-def check_fractions(val_fraction: float, test_fraction: float) -> None:
-    for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= value < 1.0:
-            raise ConfigError(f"dataset.{key}={value} must be in [0, 1)")
-    if val_fraction + test_fraction >= 1.0:
-        raise ConfigError(
-            f"dataset.val_fraction + dataset.test_fraction = {val_fraction + test_fraction:g} "
-            f"leaves nothing to train on: keep their sum below 1"
-        )
-
-
 def assign_splits(
     labels: np.ndarray,
     groups: np.ndarray,
@@ -59,9 +48,9 @@ def assign_splits(
 
     ``groups`` is the patient id per row (the row's own id when unknown). With ``given`` (a split
     per row), given splits stay; a split absent from it (Kermany's archives without val/, say) is
-    carved out of the given train rows by its fraction.
+    carved out of the given train rows by its fraction. The fractions are in [0, 1) and leave
+    train rows (the schema's dataset.val_fraction and test_fraction).
     """
-    check_fractions(val_fraction, test_fraction)
     n = len(labels)
     split = np.array(given, dtype=object) if given is not None else np.full(n, "train", object)
     present = set(split.tolist()) if given is not None else set()

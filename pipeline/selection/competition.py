@@ -93,7 +93,6 @@ def competition(
     exp = experiment_id(mlflow_client, cfg)
     dataset = str(cfg.select.dataset or cfg.dataset.name)
     metric, direction = str(cfg.select.metric), str(cfg.select.direction)
-    order_by(metric, direction)  # validates the direction before any search
     chosen = cfg.select.get("fingerprint")
     if chosen:
         return Competition(exp, str(chosen), dataset, metric, direction)

@@ -6,8 +6,6 @@ import numpy as np
 import optuna
 from omegaconf import DictConfig
 
-from pipeline.common.errors import ConfigError
-
 
 def make_sampler(cfg: DictConfig, worker: int = 0, conditional: bool = False,
                  resumed_at: int = 0) -> optuna.samplers.BaseSampler:
@@ -19,17 +17,16 @@ def make_sampler(cfg: DictConfig, worker: int = 0, conditional: bool = False,
     workers' trials run stays clear of theirs. A ``conditional`` space (the backbone first, the
     rest depending on it) gets the multivariate TPE over groups of parameters that occur
     together, as Optuna recommends for such spaces."""
-    name = str(cfg.sweep.sampler)
     entropy = [int(cfg.seed), int(worker)] + ([int(resumed_at)] if resumed_at else [])
     seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
-    if name == "tpe":
-        return optuna.samplers.TPESampler(
+    samplers = {  # sweep.sampler: tpe or random (the schema)
+        "tpe": lambda: optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=int(cfg.sweep.get("startup_trials", 5)),
             constant_liar=True, multivariate=conditional, group=conditional,
-        )
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ConfigError(f"sweep.sampler={name}: use tpe or random")
+        ),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+    }
+    return samplers[str(cfg.sweep.sampler)]()
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
@@ -63,17 +60,15 @@ class FoldPruner(optuna.pruners.BasePruner):
 
 
 def _epoch_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
-    name = str(cfg.sweep.pruner)
-    if name == "median":
-        return optuna.pruners.MedianPruner(
+    pruners = {  # sweep.pruner: median, hyperband or none (the schema)
+        "median": lambda: optuna.pruners.MedianPruner(
             n_startup_trials=int(cfg.sweep.pruner_startup_trials),
             n_warmup_steps=int(cfg.sweep.pruner_warmup_epochs),
-        )
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
+        ),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(
             min_resource=max(1, int(cfg.sweep.pruner_warmup_epochs)),
             max_resource=int(cfg.trainer.max_epochs),
-        )
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise ConfigError(f"sweep.pruner={name}: use median, hyperband or none")
+        ),
+        "none": optuna.pruners.NopPruner,
+    }
+    return pruners[str(cfg.sweep.pruner)]()

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from pipeline import tracking
 from pipeline.common.errors import ConfigError, PipelineError
-from pipeline.config import CONF_DIR, compose, one_line
+from pipeline.config import CONF_DIR, check_values, compose, describe_error, one_line
 
 _ABSENT = object()
 
@@ -67,12 +68,19 @@ def local_config(run_cfg: DictConfig, cfg: DictConfig, overrides: Sequence[str] 
 
     Keys the config files have gained since the run was logged (a new group, a new key of its
     backbone or head) are filled in from today's files for the options it chose; every key it
-    logged keeps its logged value.
+    logged keeps its logged value. Today's schema checks it: a logged config it refuses (a key
+    it no longer has, a value of another kind) is one ConfigError.
     """
-    local = OmegaConf.merge(_schema_of(run_cfg), OmegaConf.to_container(run_cfg, resolve=True))
+    try:
+        local = OmegaConf.merge(_schema_of(run_cfg), OmegaConf.to_container(run_cfg, resolve=True))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"the run's logged config does not fit this version's config: "
+                          f"{describe_error(exc)}") from exc
     local.state_dir = str(cfg.state_dir)
     local.tracking.uri = tracking.tracking_uri(cfg)
-    return apply_overrides(local, overrides)
+    local = apply_overrides(local, overrides)
+    check_values(local)
+    return local
 
 
 # Groups whose chosen option a logged config names in its ``name`` key.
@@ -88,8 +96,8 @@ def _schema_of(run_cfg: DictConfig) -> DictConfig:
             choices.append(f"{group}={name}")
     try:
         schema = compose(choices)
-    except ConfigError:
-        return OmegaConf.create()
+    except ConfigError as exc:
+        raise ConfigError(f"the run's logged choices {choices} do not compose here: {exc}") from exc
     if "objective" not in run_cfg and OmegaConf.select(run_cfg, "sweep.metric"):
         schema.objective.metric = run_cfg.sweep.metric  # logged before the objective group
         schema.objective.direction = run_cfg.sweep.direction
@@ -121,7 +129,7 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
                 raise ConfigError(f"override '~{key}': the config has no key {key}")
             parent, _, leaf = key.rpartition(".")
             node = OmegaConf.select(cfg, parent) if parent else cfg
-            node.pop(leaf)
+            _schema_allows(override.input_line, node.pop, leaf)
             continue
         value = override.value()
         if current is _ABSENT and not (override.is_add() or override.is_force_add()):
@@ -134,9 +142,19 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
                 f"override '{override.input_line}' would replace the group {key}: a logged "
                 f"config keeps its composition; override its keys ({key}.<key>=...)"
             )
-        OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+        _schema_allows(override.input_line, OmegaConf.update, cfg, key, value, merge=False,
+                       force_add=True)
     try:
         OmegaConf.resolve(cfg)
     except Exception as exc:  # noqa: BLE001 -- OmegaConf's interpolation errors, one line
         raise ConfigError(f"bad override: {one_line(exc)}") from exc
     return cfg
+
+
+def _schema_allows(line: str, change: Any, *args: Any, **kwargs: Any) -> None:
+    """``change(*args, **kwargs)``; the schema's refusal (a value of another kind, a key it
+    always has) as one line."""
+    try:
+        change(*args, **kwargs)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"override '{line}': {describe_error(exc)}") from exc

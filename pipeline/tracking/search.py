@@ -41,9 +41,8 @@ def best_of(metric: str) -> str:
 
 def order_by(metric: str, direction: str) -> list[str]:
     """Best first by the best epoch's ``metric`` (``best_of``), ties to the lower best
-    ``val_loss``, then to the earlier run."""
-    if direction not in ("maximize", "minimize"):
-        raise ConfigError(f"select.direction={direction}: use maximize or minimize")
+    ``val_loss``, then to the earlier run. ``direction`` is maximize or minimize (the schema's
+    select.direction)."""
     order = [f"metrics.`{best_of(metric)}` {'DESC' if direction == 'maximize' else 'ASC'}"]
     if metric != "val_loss":
         order.append(f"metrics.{best_of('val_loss')} ASC")

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import hydra
 import lightning.pytorch as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.config.schema import TRAINER_ARGUMENTS
+
+# What the pipeline itself fixes: BestWeights keeps the best epoch's weights in memory, metrics
+# go to MLflow through the run's observer, and validation starts with the first epoch.
+FIXED = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False,
+         "num_sanity_val_steps": 0}
 
 
 def uses_gpu(cfg: DictConfig) -> bool:
@@ -41,21 +49,20 @@ def make_trainer(
     max_epochs: int,
     validate: bool = True,
 ) -> pl.Trainer:
+    """``cfg.trainer``'s Trainer arguments instantiated (its ``_target_``, which the schema allows
+    to be lightning.pytorch.Trainer only), with precision and determinism resolved for this
+    machine and what the pipeline fixes."""
     on_gpu = uses_gpu(cfg)
-    return pl.Trainer(
+    arguments = OmegaConf.masked_copy(cfg.trainer, list(TRAINER_ARGUMENTS))
+    return hydra.utils.instantiate(
+        arguments,
         max_epochs=max_epochs,
-        accelerator=str(cfg.trainer.accelerator),
-        devices=cfg.trainer.devices,
         precision=resolve_precision(cfg),
         # Some CUDA kernels have no deterministic version: warn there instead of failing.
         deterministic=("warn" if on_gpu else True) if cfg.trainer.deterministic else False,
         callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,  # BestWeights keeps the best epoch's weights in memory
         enable_progress_bar=bool(cfg.trainer.progress_bar),
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
-        limit_train_batches=cfg.trainer.get("limit_train_batches", 1.0),
-        limit_val_batches=cfg.trainer.get("limit_val_batches", 1.0) if validate else 0,
+        **({} if validate else {"limit_val_batches": 0}),
+        **FIXED,
+        _convert_="all",
     )

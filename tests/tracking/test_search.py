@@ -158,5 +158,5 @@ def test_filter_strings_quote_values_and_order_best_first():
                                                       "metrics.best_val_loss ASC"]
     assert order_by("val_loss", "minimize")[:2] == ["metrics.`best_val_loss` ASC",
                                                      "attributes.start_time ASC"]
-    with pytest.raises(ConfigError, match="maximize or minimize"):
-        order_by("val_auroc", "up")
+    with pytest.raises(ConfigError, match="maximize or minimize"):  # the schema's select.direction
+        compose(["select.direction=up"])

@@ -43,7 +43,6 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from pipeline.common.atomic import atomic_write_text, file_lock, open_allocated, temp_beside
-from pipeline.common.errors import ConfigError
 from pipeline.common.faults import fault_point
 from pipeline.data.bundle import DataBundle
 from pipeline.models import ChestXrayNet
@@ -62,12 +61,8 @@ def features_dir(state_dir: str | os.PathLike[str]) -> Path:
 
 
 def feature_policy(cfg: DictConfig) -> str:
-    """``trainer.feature_cache`` as auto | on | off (ConfigError for anything else)."""
-    raw = cfg.trainer.feature_cache
-    value = POLICIES.get(str(raw).lower())
-    if value is None:
-        raise ConfigError(f"trainer.feature_cache={raw!r}: use auto, true or false")
-    return value
+    """``trainer.feature_cache`` (auto, true or false: the schema) as auto | on | off."""
+    return POLICIES[str(cfg.trainer.feature_cache).lower()]
 
 
 def weights_digest(net: ChestXrayNet, depth: int | None = None) -> str:
