@@ -11,10 +11,10 @@ import warnings
 
 from pipeline.common.cli import print_json_line, run
 from pipeline.config import compose
-from pipeline.data import load_data
 from pipeline.data.duplicates import DuplicateImageWarning
 from pipeline.data.report import print_description
 from pipeline.data.sources import BadImageWarning
+from pipeline.runs.context import open_context
 
 
 def main(argv: list[str]) -> int:
@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
         # would repeat them. Other warnings (folders not read, repeated CSV rows) still show.
         warnings.simplefilter("ignore", BadImageWarning)
         warnings.simplefilter("ignore", DuplicateImageWarning)
-        bundle = load_data(cfg)
+        bundle = open_context(cfg, store=False).bundle  # nothing recorded: no store opened
     summary = bundle.summary()
 
     print_description(bundle, summary)

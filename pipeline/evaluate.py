@@ -14,8 +14,8 @@ import os
 from pipeline.common.cli import print_json_line, run
 from pipeline.config import compose
 from pipeline.inference.prediction import resolve_model
+from pipeline.runs.context import open_context
 from pipeline.runs.external import evaluate_external
-from pipeline.tracking.logged import get_run, open_store
 
 
 def main(argv: list[str]) -> int:
@@ -25,10 +25,9 @@ def main(argv: list[str]) -> int:
     args, overrides = parser.parse_known_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     cfg = compose(overrides)
-    mlflow_client = open_store(cfg, f"no model {args.model} to evaluate")
-    model, run_id, threshold = resolve_model(mlflow_client, cfg, args.model)
-    result = evaluate_external(cfg, mlflow_client, model, get_run(mlflow_client, run_id),
-                               threshold)
+    ctx = open_context(cfg, data=False, missing=f"no model {args.model} to evaluate")
+    model, run_id, threshold = resolve_model(ctx.store, cfg, args.model)
+    result = evaluate_external(cfg, ctx.store, model, ctx.store.get_run(run_id), threshold)
     print(f"external run {result.run_id}: {result.n_images} images of {result.dataset}",
           flush=True)
     print_json_line({"run_id": result.run_id, "model_run_id": result.model_run_id,

@@ -20,7 +20,8 @@ from pipeline.config import compose
 from pipeline.inference.cams import CamWriter
 from pipeline.inference.gradcam import rebuild_net
 from pipeline.inference.prediction import predict_files, resolve_model, split_overrides
-from pipeline.tracking.logged import logged_config, open_store
+from pipeline.runs.context import open_context
+from pipeline.tracking.logged import as_logged, read_logged
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -40,15 +41,17 @@ def main(argv: list[str]) -> int:
         raise ConfigError("no image to predict: python -m pipeline.predict IMAGE [IMAGE ...]")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     cfg = compose(overrides)
-    mlflow_client = open_store(cfg, f"no model {args.model} to predict with")
-    model, run_id, threshold = resolve_model(mlflow_client, cfg, args.model)
+    ctx = open_context(cfg, data=False, missing=f"no model {args.model} to predict with")
+    model, run_id, threshold = resolve_model(ctx.store, cfg, args.model)
     if threshold is not None:
         print(f"operating point: {model.positive_class} when its probability is at least "
               f"{threshold:.4f} (chosen on validation by select_best)", file=sys.stderr,
               flush=True)
     cams = None
     if args.cam:
-        cams = CamWriter(rebuild_net(logged_config(mlflow_client, run_id), model), model, args.cam)
+        with as_logged(run_id):
+            net = rebuild_net(read_logged(ctx.store, run_id).config, model)
+        cams = CamWriter(net, model, args.cam)
     failed = 0
     for pred in predict_files(model, images, threshold):
         print_json_line(pred.as_json())

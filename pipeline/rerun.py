@@ -14,6 +14,7 @@ import sys
 from pipeline.common.cli import print_json_line, run
 from pipeline.common.errors import ConfigError
 from pipeline.config import compose
+from pipeline.runs.context import open_context
 from pipeline.runs.rerun import format_rows, rerun
 from pipeline.training.signals import graceful_interrupts
 
@@ -26,8 +27,9 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     run_id, overrides = argv[0], argv[1:]
     cfg = compose(overrides)
+    ctx = open_context(cfg, data=False, missing=f"run '{run_id}' cannot be found")  # its own data
     with graceful_interrupts():
-        outcome = rerun(cfg, run_id, overrides)
+        outcome = rerun(ctx, cfg, run_id, overrides)
     result = outcome.result
     print(f"run {result.run_id}: {result.status} (re-run of {run_id})", flush=True)
     if result.error:

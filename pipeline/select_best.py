@@ -12,13 +12,15 @@ import os
 
 from pipeline.common.cli import print_json_line, run
 from pipeline.config import compose
+from pipeline.runs.context import open_context
 from pipeline.selection.champion import select_champion
 
 
 def main(argv: list[str]) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     cfg = compose(argv)
-    summary = select_champion(cfg, argv)
+    ctx = open_context(cfg, data=False, missing="no runs to compare")  # each run's own data
+    summary = select_champion(ctx, cfg, argv)
     print_json_line(summary)
     return 0
 

@@ -13,15 +13,21 @@ import sys
 
 from pipeline.common.cli import print_json_line, run
 from pipeline.config import compose
+from pipeline.runs.context import open_context
 from pipeline.study.loop import SweepFailed, run_study
+from pipeline.study.plan import plan_study
+from pipeline.study.storage import setup_lock
 from pipeline.training.signals import Interrupted, graceful_interrupts
 
 
 def main(argv: list[str]) -> int:
     cfg = compose(argv)
+    plan = plan_study(cfg, argv)  # a bad space or sweep.* setting stops here, before any work
     with graceful_interrupts():
         try:
-            summary, code = run_study(cfg, argv), 0
+            with setup_lock(cfg):  # workers started together create the stores one at a time
+                ctx = open_context(plan.trial_cfg)  # the data every trial trains on, loaded once
+            summary, code = run_study(ctx, plan), 0
         except Interrupted as exc:  # before the first trial (loading data, opening the stores)
             raise KeyboardInterrupt(str(exc)) from exc
         except SweepFailed as exc:

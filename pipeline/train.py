@@ -11,6 +11,7 @@ import sys
 
 from pipeline.common.cli import print_json_line, run
 from pipeline.config import compose
+from pipeline.runs.context import open_context
 from pipeline.runs.training_run import run_training
 from pipeline.training.checks import refuse_bad_settings
 from pipeline.training.signals import graceful_interrupts
@@ -20,7 +21,8 @@ def main(argv: list[str]) -> int:
     cfg = compose(argv)
     refuse_bad_settings(cfg)
     with graceful_interrupts():
-        result = run_training(cfg, run_name=f"{cfg.backbone.name}-train")
+        ctx = open_context(cfg)  # the store and the data, before any run is opened
+        result = run_training(ctx, cfg, run_name=f"{cfg.backbone.name}-train")
     print(f"run {result.run_id}: {result.status}", flush=True)
     if result.error:
         print(f"error: {result.error}", file=sys.stderr, flush=True)

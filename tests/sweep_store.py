@@ -2,28 +2,33 @@
 
 ``sweep_store``: a real tiny study per backbone (``run_study``, two enqueued trials each), built
 once per test process, plus runs that must never compete. ``write_runs``: runs without training,
-written through MlflowClient as ``run_training`` would leave them (tags, metrics, status).
+written through the store's own ``open_run`` as ``run_training`` would leave them (tags, state,
+metrics, status). ``run_sweep``: a study as ``python -m pipeline.sweep`` runs one, in this process.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lightning.pytorch as pl
 import torch
 from mlflow import MlflowClient
-from mlflow.entities import Metric
 from omegaconf import DictConfig
 
 from pipeline.config import PROJECT_ROOT, compose
+from pipeline.runs.context import open_context
 from pipeline.study.loop import run_study
+from pipeline.study.plan import plan_study
 from pipeline.study.storage import open_study
-from pipeline.tracking.store import experiment_id, tracking_uri
+from pipeline.tracking.runs import start_run
+from pipeline.tracking.schema import RUN_STATUS, TRAINING_ROLES, Role, State, Tag
+from pipeline.tracking.search import where
+from pipeline.tracking.store import Store, open_store, tracking_uri
 from tests.conftest import TINY
 
 BACKBONES = ("resnet18", "mobilenet_v2")
@@ -37,9 +42,17 @@ def run_module(module: str, *args: str, env: dict | None = None) -> subprocess.C
                           cwd=PROJECT_ROOT, timeout=300, env=env)
 
 
+def run_sweep(cfg: DictConfig, overrides: Sequence[str], echo: bool = True,
+          callbacks: Sequence[pl.Callback] = ()) -> dict:
+    """A study as ``python -m pipeline.sweep`` runs one: planned, its context opened, run."""
+    plan = plan_study(cfg, overrides, echo)
+    return run_study(open_context(plan.trial_cfg), plan, echo, callbacks)
+
+
 @dataclass
 class RunSpec:
-    """A run to write without training: tags, latest metrics, status."""
+    """A run to write without training: tags (its role and state among them), latest metrics,
+    status (RUNNING: left open, as a process that died leaves it)."""
 
     tags: dict[str, str]
     metrics: dict[str, float] = field(default_factory=dict)
@@ -48,17 +61,19 @@ class RunSpec:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
-def trial_tags(backbone: str, number: int, state: str = "COMPLETE") -> dict[str, str]:
+def trial_tags(backbone: str, number: int, state: str = State.COMPLETE) -> dict[str, str]:
     """The tags a sweep trial's run carries (``backbone`` comes from run_training too)."""
-    return {"role": "trial", "study_name": f"synthetic-{backbone}", "optuna_trial": str(number),
-            "sweep_space": "default", "state": state, "backbone": backbone}
+    return {Tag.ROLE: Role.TRIAL, Tag.STUDY_NAME: f"synthetic-{backbone}",
+            Tag.OPTUNA_TRIAL: str(number), Tag.SWEEP_SPACE: "default", Tag.STATE: state,
+            Tag.BACKBONE: backbone}
 
 
 @dataclass
 class SweepStore:
     overrides: list[str]  # tiny overrides with this store's state_dir
     cfg: DictConfig
-    client: MlflowClient
+    client: MlflowClient  # to read the store back as any MLflow user would
+    tracking: Store  # the store as the pipeline opens it
     experiment_id: str
     fingerprint: str
     trials: dict[str, list[str]]  # backbone -> real trial run ids
@@ -87,45 +102,56 @@ def sweep_store(root: Path) -> SweepStore:
             for lr in LEARNING_RATES:
                 study.enqueue_trial({"optimizer.lr": float(lr), "dataset.batch_size": 16,
                                      "backbone.freeze_depth": 0})
-            run_study(study_cfg, study_overrides, echo=False)
+            run_sweep(study_cfg, study_overrides, echo=False)
             trials[backbone] = [t.user_attrs["mlflow_run_id"]
                                 for t in open_study(study_cfg).get_trials(deepcopy=False)]
     finally:
         torch.set_num_threads(threads)
-    client = MlflowClient(tracking_uri(cfg))
-    exp = experiment_id(cfg, client)
+    tracking = open_store(cfg)
+    client, exp = tracking.client, tracking.experiment_id
     first = client.get_run(trials["resnet18"][0])
-    fingerprint = first.data.tags["data_fingerprint"]
-    same = {k: first.data.tags[k] for k in ("dataset", "data_fingerprint", "image_size", "seed")}
+    fingerprint = first.data.tags[Tag.DATA_FINGERPRINT]
+    same = {k: first.data.tags[k] for k in (Tag.DATASET, Tag.DATA_FINGERPRINT, Tag.IMAGE_SIZE,
+                                            Tag.SEED)}
     best = {"best_val_auroc": 1.0, "best_val_loss": 0.0}
     decoy_specs = {
-        "rerun": RunSpec({**same, "backbone": "resnet18", "role": "rerun", "state": "COMPLETE",
-                          "rerun_of": trials["resnet18"][0]}, best),
-        "failed": RunSpec({**same, **trial_tags("resnet18", 7, "FAIL")}, best, "FAILED"),
-        "pruned": RunSpec({**same, **trial_tags("resnet18", 8, "PRUNED")}, best),  # FINISHED
+        "rerun": RunSpec({**same, Tag.BACKBONE: "resnet18", Tag.ROLE: Role.RERUN,
+                          Tag.STATE: State.COMPLETE, Tag.RERUN_OF: trials["resnet18"][0]}, best),
+        "failed": RunSpec({**same, **trial_tags("resnet18", 7, State.FAIL)}, best, "FAILED"),
+        "pruned": RunSpec({**same, **trial_tags("resnet18", 8, State.PRUNED)}, best),  # FINISHED
         "other_data": RunSpec({**same, **trial_tags("mobilenet_v2", 9),
-                               "data_fingerprint": "0123456789abcdef"}, best),
+                               Tag.DATA_FINGERPRINT: "0123456789abcdef"}, best),
     }
-    write_runs(client, exp, list(decoy_specs.values()))
-    store = SweepStore(overrides, cfg, client, exp, fingerprint, trials,
+    write_runs(tracking, list(decoy_specs.values()))
+    store = SweepStore(overrides, cfg, client, tracking, exp, fingerprint, trials,
                        {name: spec.run_id for name, spec in decoy_specs.items()})
     _STORES["sweep"] = store
     return store
 
 
-def write_runs(client: MlflowClient, experiment_id: str, specs: Sequence[RunSpec]) -> list[str]:
-    """Write runs as ``run_training`` would leave them (tags, latest metrics, status), through
-    MlflowClient's create_run, log_batch and set_terminated (about 10 ms a run on SQLite)."""
+def write_runs(store: Store, specs: Sequence[RunSpec]) -> list[str]:
+    """Write runs as ``run_training`` would leave them, through the store's ``open_run`` (its
+    tags, the state it ends in, latest metrics at step 1, status); a RUNNING one is started and
+    left open. About 15 ms a run on SQLite."""
     ids = []
     for spec in specs:
-        run = client.create_run(spec.experiment_id or experiment_id, tags=spec.tags)
-        now = int(time.time() * 1000)
-        client.log_batch(run.info.run_id, metrics=[
-            Metric(k, v, now, 1) for k, v in spec.metrics.items()
-        ], synchronous=True)
-        client.set_terminated(run.info.run_id, status=spec.status)
-        spec.run_id = run.info.run_id
-        ids.append(run.info.run_id)
+        tags = dict(spec.tags)
+        role, parent = Role(tags.pop(Tag.ROLE)), tags.pop(Tag.PARENT, None)
+        target = store.at(spec.experiment_id) if spec.experiment_id else store
+        if spec.status == "RUNNING":
+            run_id = start_run(target, role, parent, **tags)
+            target.log(run_id, metrics=spec.metrics, step=1)
+        else:
+            state = State.FAIL if spec.status == "FAILED" else State.COMPLETE
+            if role in TRAINING_ROLES:  # the state is written when the run ends
+                state = State(tags.pop(Tag.STATE, state))
+            assert RUN_STATUS[state] == spec.status, (state, spec.status)
+            with target.open_run(role, parent, **tags) as run:
+                target.log(run.id, metrics=spec.metrics, step=1)
+                run.end(state)
+            run_id = run.id
+        spec.run_id = run_id
+        ids.append(run_id)
     return ids
 
 
@@ -135,7 +161,5 @@ def trial_runs(cfg: DictConfig, study_name: str) -> list:
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
     if exp is None:
         return []
-    return client.search_runs(
-        [exp.experiment_id], f"tags.study_name = '{study_name}' AND tags.role = 'trial'",
-        max_results=1000,
-    )
+    return client.search_runs([exp.experiment_id], where(study_name=study_name, role=Role.TRIAL),
+                              max_results=1000)

@@ -16,14 +16,12 @@ class BareLoop:
     """A hand-written training loop: the backbone from timm with its own classifier, the
     training images in memory as one uint8 tensor, Adam, cross-entropy, no framework."""
 
-    def __init__(self, cfg: Any):
+    def __init__(self, cfg: Any, bundle: Any):
         import timm
         import torch
 
-        from pipeline.data import load_data
         from pipeline.models.catalog import normalisation
 
-        bundle = load_data(cfg)
         rows = bundle.indices("train")
         self.images = torch.from_numpy(np.asarray(bundle.images[rows])).unsqueeze(1)
         self.labels = torch.from_numpy(bundle.labels[rows].astype(np.int64))
@@ -94,6 +92,7 @@ def bench_bare(state: Path, profile: Profile) -> dict[str, Any]:
     import torch
 
     from pipeline.config import compose
+    from pipeline.runs.context import open_context
     from pipeline.runs.training_run import run_training
 
     overrides = [*base_overrides(state, profile), *profile.bare_overrides,
@@ -104,14 +103,17 @@ def bench_bare(state: Path, profile: Profile) -> dict[str, Any]:
     bare_ips: list[float] = []
     ratios: list[float] = []
     startups: list[float] = []
+    ctx = None
     for round_ in range(profile.bare_rounds):
         # Epochs alternate: pipeline epoch k, then bare epoch k, so a burst of load from other
         # processes falls on both alike. The first epoch of each is warm-up.
         timer = _epoch_timer(lambda: None)
-        if round_:  # the first round's start-up includes building the data: no bare loop yet
-            bare = BareLoop(cfg)
+        if ctx is None:  # the first round's start-up includes opening the store and the data
+            ctx = open_context(cfg)
+        else:
+            bare = BareLoop(cfg, ctx.bundle)
             timer = _epoch_timer(bare.epoch)
-        result = run_training(cfg, run_name="bench-pipeline", callbacks=[timer])
+        result = run_training(ctx, cfg, run_name="bench-pipeline", callbacks=[timer])
         if result.state != "COMPLETE":
             raise RuntimeError(f"pipeline run failed: {result.error}")
         startups.append((timer.first_start or timer.created) - timer.created)

@@ -16,8 +16,9 @@ def bench_decode(state: Path, profile: Profile) -> dict[str, Any]:
     from torch.utils.data import DataLoader, Dataset
 
     from pipeline.config import PROJECT_ROOT, compose
-    from pipeline.data import decode_image, load_data
+    from pipeline.data.bundle import load_data
     from pipeline.data.datamodule import ImageRows
+    from pipeline.data.images import decode_image
 
     root = PROJECT_ROOT.parent / "shared" / "data" / "covid-chestxray-sample"
     if not (root / "metadata.csv").is_file():
@@ -72,6 +73,7 @@ def bench_features(state: Path, profile: Profile) -> dict[str, Any]:
 
     from pipeline.config import compose
     from pipeline.models.catalog import stage_count
+    from pipeline.runs.context import open_context
     from pipeline.runs.training_run import run_training
 
     base = [*base_overrides(state, profile), *profile.feature_overrides, "augmentation=none",
@@ -84,6 +86,7 @@ def bench_features(state: Path, profile: Profile) -> dict[str, Any]:
     torch.manual_seed(0)
     torch.save(timm.create_model(str(backbone.timm_name)).state_dict(), weights)
     base += [f"backbone.freeze_depth={depth}", f"backbone.weights_path={weights}"]
+    ctx = open_context(compose(base))  # one store, one bundle: every trial trains on it
     low, high = profile.learning_rates
     lrs = np.geomspace(low, high, profile.feature_trials)
     wall = {"false": 0.0, "true": 0.0}
@@ -92,7 +95,7 @@ def bench_features(state: Path, profile: Profile) -> dict[str, Any]:
         for cache in ("false", "true"):  # alternately, so load on the machine hits both alike
             start = time.perf_counter()
             cfg = compose([*base, f"optimizer.lr={lr:.6g}", f"trainer.feature_cache={cache}"])
-            result = run_training(cfg, run_name=f"bench-features-{cache}-{i}")
+            result = run_training(ctx, cfg, run_name=f"bench-features-{cache}-{i}")
             wall[cache] += time.perf_counter() - start
             if result.state != "COMPLETE" or result.objective is None:
                 raise RuntimeError(f"feature-cache trial failed: {result.error}")

@@ -17,7 +17,9 @@ def bench_cv(state: Path, profile: Profile) -> dict[str, Any]:
     import torch
 
     from pipeline.config import compose
+    from pipeline.runs.context import open_context
     from pipeline.study.loop import run_study
+    from pipeline.study.plan import plan_study
     from pipeline.study.storage import storage_url
 
     # Weights from a file (saved here: none can be downloaded offline), so the default space
@@ -34,11 +36,14 @@ def bench_cv(state: Path, profile: Profile) -> dict[str, Any]:
     wall: dict[int, float] = {}
     best: dict[int, float | None] = {}
     fits: dict[int, int] = {}
+    ctx = None
     for folds in (1, profile.cv_folds):
         run = [*overrides, f"sweep.cv_folds={folds}", f"sweep.study_name=bench-cv-{folds}"]
         cfg = compose(run)
         start = time.perf_counter()
-        summary = run_study(cfg, run, echo=False)
+        plan = plan_study(cfg, run, echo=False)
+        ctx = ctx or open_context(plan.trial_cfg)  # one store, one bundle for both studies
+        summary = run_study(ctx, plan, echo=False)
         wall[folds] = time.perf_counter() - start
         best[folds] = summary["best_value"]
         study = optuna.load_study(study_name=summary["study_name"], storage=storage_url(cfg))

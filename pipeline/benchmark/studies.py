@@ -16,7 +16,9 @@ def bench_pruning(state: Path, profile: Profile) -> dict[str, Any]:
     import optuna
 
     from pipeline.config import compose
+    from pipeline.runs.context import open_context
     from pipeline.study.loop import run_study
+    from pipeline.study.plan import plan_study
     from pipeline.study.storage import storage_url
 
     # Random sampling (seeded): both studies try the same 12 configurations, so they differ in
@@ -28,12 +30,15 @@ def bench_pruning(state: Path, profile: Profile) -> dict[str, Any]:
     best: dict[str, float | None] = {}
     wall: dict[str, float] = {}
     pruned: dict[str, int] = {}
+    ctx = None
     for pruner in ("none", "median"):
         run_overrides = [*overrides, f"sweep.pruner={pruner}",
                          f"sweep.study_name=bench-prune-{pruner}"]
         cfg = compose(run_overrides)
         start = time.perf_counter()
-        summary = run_study(cfg, run_overrides, echo=False)
+        plan = plan_study(cfg, run_overrides, echo=False)
+        ctx = ctx or open_context(plan.trial_cfg)  # one store, one bundle for both studies
+        summary = run_study(ctx, plan, echo=False)
         wall[pruner] = time.perf_counter() - start
         study = optuna.load_study(study_name=summary["study_name"], storage=storage_url(cfg))
         epochs[pruner] = sum(int(t.user_attrs.get("epochs") or 0) for t in study.trials)
@@ -69,12 +74,17 @@ def _rss_sweep(overrides: list[str], early: int, total: int, threads: int) -> di
 
     torch.set_num_threads(threads)
     from pipeline.config import compose
+    from pipeline.runs.context import open_context
     from pipeline.study.loop import run_study
+    from pipeline.study.plan import plan_study
 
     peaks = []
+    ctx = None
     for n in (early, total):
         run = [*overrides, f"sweep.n_trials={n}"]
-        run_study(compose(run), run, echo=False)
+        plan = plan_study(compose(run), run, echo=False)
+        ctx = ctx or open_context(plan.trial_cfg)  # one store, one bundle for the whole sweep
+        run_study(ctx, plan, echo=False)
         peaks.append(peak_rss_bytes())
     return {"peak_early": peaks[0], "peak_total": peaks[1]}
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 from omegaconf import OmegaConf
 
 from pipeline.config.paths import PROJECT_ROOT
@@ -11,7 +9,6 @@ from pipeline.config.paths import PROJECT_ROOT
 MODES = {"maximize": "max", "minimize": "min"}
 
 
-@cache
 def timm_input_size(timm_name: str) -> int:
     """The square input size timm's data config gives a network (``backbone.input_size``)."""
     from timm.data import resolve_data_config

@@ -1,5 +1,6 @@
 """The dataset as the rest of the pipeline sees it: decoded images, labels, patients, the split and
-a fingerprint, built once per process (sweep trials reuse it) from the composed config."""
+a fingerprint, built from the composed config. A command loads it once and hands it down (every
+trial of a sweep trains on the one bundle): ``DataBundle.serves`` says whether a config names it."""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 # Keys that only shape the data loaders: changing them never needs a new bundle.
 _LOADER_KEYS = ("batch_size", "num_workers", "sampler")
-_MEMO: dict[tuple[str, str], DataBundle] = {}
 
 
 @dataclass(eq=False)
@@ -61,6 +61,11 @@ class DataBundle:
     # bundle's own split); their frozen features are cached once for all folds.
     cv_pool: np.ndarray | None = field(default=None, repr=False)
     fold: str = ""  # "2/5" for the third of five folds
+    source: str = field(default="", repr=False)  # what it was built from (``data_key``)
+
+    def serves(self, cfg: DictConfig) -> bool:
+        """Whether ``cfg`` names this data (its loader-only keys aside): then it needs no other."""
+        return bool(self.source) and self.source == data_key(cfg)
 
     def indices(self, split: str) -> np.ndarray:
         """Row indices of one split, in order."""
@@ -144,24 +149,19 @@ class DataBundle:
 
 
 def load_data(cfg: DictConfig) -> DataBundle:
-    """The bundle of ``cfg.dataset``, memoised per process on (dataset config, state_dir)."""
-    sdir = resolve_state_dir(cfg)
-    key = (_memo_key(cfg.dataset), str(sdir))
-    if key not in _MEMO:
-        _MEMO[key] = build_bundle(cfg.dataset, sdir)
-    return _MEMO[key]
+    """The bundle of ``cfg.dataset`` under ``cfg``'s state dir (the decode cache serves images
+    decoded before)."""
+    bundle = build_bundle(cfg.dataset, resolve_state_dir(cfg))
+    bundle.source = data_key(cfg)
+    return bundle
 
 
-def clear_memo() -> None:
-    """Forget memoised bundles (the next load_data scans again; the decode cache still serves)."""
-    _MEMO.clear()
-
-
-def _memo_key(ds: DictConfig) -> str:
-    data = OmegaConf.to_container(ds, resolve=True)
+def data_key(cfg: DictConfig) -> str:
+    """What a bundle is built from: the dataset config (loader-only keys aside) and state dir."""
+    data = OmegaConf.to_container(cfg.dataset, resolve=True)
     for k in _LOADER_KEYS:
         data.pop(k, None)
-    return json.dumps(data, sort_keys=True, default=str)
+    return json.dumps([data, str(resolve_state_dir(cfg))], sort_keys=True, default=str)
 
 
 def build_bundle(ds: DictConfig, sdir: Path) -> DataBundle:

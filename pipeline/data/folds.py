@@ -13,20 +13,10 @@ from sklearn.model_selection import StratifiedGroupKFold
 from pipeline.common.errors import DataError
 from pipeline.data.bundle import DataBundle
 
-# Fold assignments already computed: keyed by everything they depend on (the data's
-# fingerprint, the folds and the seed); a pure function of those.
-_FOLDS: dict[tuple[str, int, int], np.ndarray] = {}
-
 
 def fold_of_rows(bundle: DataBundle, k: int, seed: int) -> np.ndarray:
     """(N,) fold number of every train or val row, -1 for test rows."""
-    key = (bundle.fingerprint, int(k), int(seed))
-    if key not in _FOLDS:
-        _FOLDS[key] = _assign(bundle, int(k), int(seed))
-    return _FOLDS[key]
-
-
-def _assign(bundle: DataBundle, k: int, seed: int) -> np.ndarray:
+    k, seed = int(k), int(seed)
     pool = np.flatnonzero(bundle.split != "test")
     groups = bundle.groups if bundle.groups is not None else bundle.patients
     labels = bundle.labels[pool]
@@ -46,10 +36,11 @@ def _assign(bundle: DataBundle, k: int, seed: int) -> np.ndarray:
     return folds
 
 
-def fold_bundle(bundle: DataBundle, k: int, fold: int, seed: int) -> DataBundle:
-    """The bundle as fold ``fold`` of ``k`` sees it: that fold's patients are val, the other
-    folds' train, test as it was. Images, fingerprint and patients are the bundle's own."""
-    folds = fold_of_rows(bundle, k, seed)
+def fold_bundle(bundle: DataBundle, folds: np.ndarray, fold: int) -> DataBundle:
+    """The bundle as fold ``fold`` of ``folds`` (``fold_of_rows``) sees it: that fold's patients
+    are val, the other folds' train, test as it was. Images, fingerprint and patients are the
+    bundle's own; the view serves no config (its split is not the config's)."""
+    k = int(folds.max()) + 1
     split = np.where(folds < 0, "test", np.where(folds == fold, "val", "train")).astype(str)
     return dataclasses.replace(bundle, split=split, cv_pool=np.flatnonzero(folds >= 0),
-                               fold=f"{fold}/{k}")
+                               fold=f"{fold}/{k}", source="")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import decode_image
+from pipeline.data.images import decode_image
 from pipeline.inference.gradcam import grad_cam, save_overlay
 from pipeline.inference.prediction import Prediction, cam_path
 from pipeline.models import ChestXrayNet

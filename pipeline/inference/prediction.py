@@ -1,6 +1,6 @@
 """Predict image files with a logged model: the registered champion or a run's model.
 
-Images are decoded by ``pipeline.data.decode_image`` at the model's ``image_size`` (from its
+Images are decoded by ``pipeline.data.images.decode_image`` at the model's ``image_size`` (from its
 metadata), exactly as training saw them. Each image gives one result in input order: a label and
 its probabilities, or the reason it could not be read.
 """
@@ -11,16 +11,16 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from pipeline.data import UnreadableImage, decode_image
-from pipeline.tracking.logged import get_run
+from pipeline.data.images import UnreadableImage, decode_image
 from pipeline.tracking.models import LoadedModel, load_model, model_uri
 from pipeline.tracking.registry import CHAMPION, champion_uri, champion_version
+from pipeline.tracking.schema import VersionTag
+from pipeline.tracking.store import Store
 
 BATCH = 32
 _OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.]*(=|$)")
@@ -36,17 +36,17 @@ def split_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
     return images, overrides
 
 
-def resolve_model(mlflow_client: Any, cfg: DictConfig, spec: str
+def resolve_model(store: Store, cfg: DictConfig, spec: str
                   ) -> tuple[LoadedModel, str, float | None]:
     """(model, run id, decision threshold) of ``--model``: ``champion`` (with the threshold its
     selection chose on validation, for a binary task) or a run id (most probable class)."""
     if spec == CHAMPION:
         name = str(cfg.select.model_name)
-        version = champion_version(mlflow_client, name)
-        threshold = version.tags.get("threshold")
+        version = champion_version(store, name)
+        threshold = version.tags.get(VersionTag.THRESHOLD)
         return (load_model(champion_uri(name)), str(version.run_id),
                 float(threshold) if threshold else None)
-    run = get_run(mlflow_client, spec)
+    run = store.get_run(spec)
     return load_model(model_uri(run)), run.info.run_id, None
 
 

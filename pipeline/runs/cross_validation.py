@@ -13,20 +13,19 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from pipeline.data import DataBundle
-from pipeline.data.folds import fold_bundle
+from pipeline.data.bundle import DataBundle
+from pipeline.data.folds import fold_bundle, fold_of_rows
 from pipeline.models import ChestXrayNet
-from pipeline.runs.recording import predictions_frame, write_outputs
+from pipeline.runs.recording import RunObserver, predictions_frame, write_outputs
 from pipeline.tracking.models import log_model
-from pipeline.tracking.runs import RunObserver, log_metrics
 from pipeline.tracking.search import best_of
+from pipeline.tracking.store import Store
 from pipeline.training.fit import fit
 
 FoldCallbacks = Callable[[int], Sequence[pl.Callback]]
@@ -36,8 +35,8 @@ AfterFold = Callable[[int, float], None]
 class FoldObserver(RunObserver):
     """A fold's epochs under ``fold<i>_`` names; the network described once, by the first."""
 
-    def __init__(self, mlflow_client: Any, run_id: str, fold: int):
-        super().__init__(mlflow_client, run_id)
+    def __init__(self, store: Store, run_id: str, fold: int):
+        super().__init__(store, run_id)
         self.fold = fold
 
     def network(self, net: ChestXrayNet, feature_cache: str) -> None:
@@ -49,7 +48,7 @@ class FoldObserver(RunObserver):
 
 
 def run_folds(
-    cfg: DictConfig, bundle: DataBundle, mlflow_client: Any, run_id: str, *,
+    cfg: DictConfig, bundle: DataBundle, store: Store, run_id: str, *,
     callbacks: Sequence[pl.Callback] = (), fold_callbacks: FoldCallbacks | None = None,
     after_fold: AfterFold | None = None,
 ) -> tuple[dict[str, float], int]:
@@ -65,15 +64,16 @@ def run_folds(
     frames: list[pd.DataFrame] = []
     history: dict[str, list[float]] = {}
     epochs = 0
+    folds = fold_of_rows(bundle, k, seed)
     for fold in range(k):
-        data = fold_bundle(bundle, k, fold, seed)
+        data = fold_bundle(bundle, folds, fold)
         extra = list(fold_callbacks(fold)) if fold_callbacks else []
-        fitted = fit(cfg, data, observer=FoldObserver(mlflow_client, run_id, fold),
+        fitted = fit(cfg, data, observer=FoldObserver(store, run_id, fold),
                      callbacks=[*callbacks, *extra])
         epochs += fitted.epochs
         scores = {k_: v for k_, v in fitted.metrics.items() if k_.startswith("val_")}
         per_fold.append(scores)
-        log_metrics(mlflow_client, run_id, {f"fold_{m}": v for m, v in scores.items()}, fold)
+        store.log(run_id, metrics={f"fold_{m}": v for m, v in scores.items()}, step=fold)
         nets.append(fitted.net)
         frames.append(predictions_frame(data, data.indices("val"), fitted.predictions["val"][0],
                                         [fold] * len(data.indices("val"))))
@@ -85,11 +85,11 @@ def run_folds(
     summary = {f"cv_{m}_mean": v for m, v in means.items()}
     summary.update({f"cv_{m}_std": v for m, v in stds.items()})
     summary.update({best_of(m): v for m, v in means.items()})
-    log_metrics(mlflow_client, run_id, {**summary, "cv_folds": k}, k)
+    store.log(run_id, metrics={**summary, "cv_folds": k}, step=k)
     oof = pd.concat(frames, ignore_index=True)
     with tempfile.TemporaryDirectory(prefix=f"run-{run_id}-") as tmp:
         write_outputs(Path(tmp), bundle, oof, history, None)
-        mlflow_client.log_artifacts(run_id, tmp)
+        store.log_artifacts(run_id, tmp)
     if cfg.tracking.get("log_model", True):
         log_model(nets, bundle, run_id)
     return means, epochs

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +16,15 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import tracking
 from pipeline.common.cli import Say
 from pipeline.common.errors import DataError
-from pipeline.data import DataBundle, load_data
+from pipeline.data.bundle import DataBundle, load_data
 from pipeline.evidence.bootstrap import bootstrap, patient_groups, resamples
 from pipeline.evidence.metrics import METRICS, scores
 from pipeline.tracking.models import LoadedModel
-from pipeline.tracking.runs import close_dead_runs, log_dataset, process_tags
+from pipeline.tracking.runs import close_dead_runs
+from pipeline.tracking.schema import Role, Tag
+from pipeline.tracking.store import Store
 from pipeline.training.reports import write_reports
 
 
@@ -78,10 +78,12 @@ def whole_dataset(cfg: DictConfig, image_size: int) -> DataBundle:
     return load_data(local)
 
 
-def evaluate_external(cfg: DictConfig, mlflow_client: Any, model: LoadedModel,
+def evaluate_external(cfg: DictConfig, store: Store, model: LoadedModel,
                       model_run: Any, threshold: float | None, say: Say = print) -> External:
-    """Score ``model`` on the whole configured dataset and log it; see the module docstring."""
-    close_dead_runs(mlflow_client, model_run.info.experiment_id)
+    """Score ``model`` on the whole configured dataset and log it beside the model's run, in
+    ``store``; see the module docstring."""
+    store = store.at(model_run.info.experiment_id)
+    close_dead_runs(store)
     bundle = whole_dataset(cfg, model.image_size)
     mapping = class_map(list(bundle.classes), list(model.classes),
                         _label_map(cfg))
@@ -108,43 +110,30 @@ def evaluate_external(cfg: DictConfig, mlflow_client: Any, model: LoadedModel,
             f"{', '.join(missing) or 'nothing'} cannot be computed (AUROC needs both classes)")
         for name in missing:
             intervals[name] = [None, None]
-    run_id = _log(cfg, mlflow_client, model_run, bundle, probs, target, model, metrics,
-                  intervals, threshold)
+    run_id = _log(store, model_run, bundle, probs, target, model, metrics, intervals, threshold)
     return External(run_id, model_run.info.run_id, bundle.name, len(target), metrics, intervals)
 
 
-def _log(cfg: DictConfig, mlflow_client: Any, model_run: Any, bundle: DataBundle,
-         probs: np.ndarray, target: np.ndarray, model: LoadedModel,
-         metrics: Mapping[str, float | None], intervals: Mapping[str, list[float | None]],
-         threshold: float | None) -> str:
-    from mlflow.entities import Metric
-
-    run = mlflow_client.create_run(model_run.info.experiment_id,
-                                   run_name=f"external-{bundle.name}", tags={
-        "role": "external", "dataset": bundle.name, "data_fingerprint": bundle.fingerprint,
-        "model_run_id": model_run.info.run_id, "mlflow.parentRunId": model_run.info.run_id,
-        "backbone": model_run.data.tags.get("backbone", ""), "model_uri": model.uri,
-        "threshold": "" if threshold is None else repr(threshold),
-        "git_commit": tracking.git_commit(), **process_tags(),
-    })
-    run_id = run.info.run_id
-    status = "FAILED"
-    try:
-        now = int(time.time() * 1000)
+def _log(store: Store, model_run: Any, bundle: DataBundle, probs: np.ndarray,
+         target: np.ndarray, model: LoadedModel, metrics: Mapping[str, float | None],
+         intervals: Mapping[str, list[float | None]], threshold: float | None) -> str:
+    model_run_id = model_run.info.run_id
+    with store.open_run(
+        Role.EXTERNAL, model_run_id, f"external-{bundle.name}", dataset=bundle.name,
+        data_fingerprint=bundle.fingerprint, model_run_id=model_run_id,
+        backbone=model_run.data.tags.get(Tag.BACKBONE, ""), model_uri=model.uri,
+        threshold="" if threshold is None else repr(threshold),
+    ) as run:
         values = {f"external_{k}": v for k, v in metrics.items() if v is not None}
         for name, (low, high) in intervals.items():
             if low is not None and high is not None:
                 values.update({f"external_{name}_ci_low": low, f"external_{name}_ci_high": high})
         values["n_images"] = float(len(target))
-        mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0)
-                                                 for k, v in values.items()], synchronous=True)
-        log_dataset(mlflow_client, run_id, bundle, context="evaluation")
+        store.log(run.id, metrics=values)
+        store.log_dataset(run.id, bundle, context="evaluation")
         with tempfile.TemporaryDirectory() as tmp:
             positive = (model.classes.index(model.positive_class)
                         if model.positive_class in model.classes else None)
             write_reports(Path(tmp), probs, target, list(model.classes), positive, "external_")
-            mlflow_client.log_artifacts(run_id, tmp)
-        status = "FINISHED"
-    finally:
-        mlflow_client.set_terminated(run_id, status=status)
-    return run_id
+            store.log_artifacts(run.id, tmp)
+    return run.id

@@ -4,7 +4,6 @@ again as a new run (``role=rerun``, ``rerun_of=<id>``), its metrics set beside t
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,9 +15,13 @@ from omegaconf import DictConfig
 
 from pipeline.common.cli import Say
 from pipeline.common.errors import DataError
-from pipeline.data import DataBundle, load_data
+from pipeline.data.bundle import DataBundle
+from pipeline.runs.context import Context
+from pipeline.runs.recording import SPLIT_MANIFEST
 from pipeline.runs.training_run import TrainResult, run_training
-from pipeline.tracking.logged import get_run, local_config, logged_config, open_store
+from pipeline.tracking.logged import Logged, as_logged, local_config, read_logged
+from pipeline.tracking.schema import Role, Tag
+from pipeline.tracking.store import Store
 
 
 @dataclass
@@ -30,12 +33,12 @@ class Rerun:
     max_abs_diff: float | None  # over the metrics both logged; None: NaN on one side only
 
 
-def rerun_config(mlflow_client: Any, run: Any, cfg: DictConfig,
+def rerun_config(store: Store, logged: Logged, cfg: DictConfig,
                  overrides: Sequence[str] = ()) -> DictConfig:
     """The run's logged config, in this store, next to the original, with the overrides."""
     mine = [o for o in overrides if not o.lstrip("+~").startswith(("rerun.", "select."))]
-    run_cfg = local_config(logged_config(mlflow_client, run.info.run_id), cfg, mine)
-    run_cfg.tracking.experiment = mlflow_client.get_experiment(run.info.experiment_id).name
+    run_cfg = local_config(logged, cfg, mine)
+    run_cfg.tracking.experiment = store.experiment_name(logged.run.info.experiment_id)
     return run_cfg
 
 
@@ -59,22 +62,21 @@ def data_differences(logged: pd.DataFrame, current: pd.DataFrame) -> list[str]:
     return diffs or ["same files, labels, patients and split, but different image contents"]
 
 
-def check_data(mlflow_client: Any, run: Any, run_cfg: DictConfig, bundle: DataBundle,
+def check_data(store: Store, run: Any, run_cfg: DictConfig, bundle: DataBundle,
                allow_change: bool) -> bool:
     """True when the data on disk is the run's; a DataError that says what differs otherwise
     (unless ``allow_change``: then False)."""
-    logged = run.data.tags.get("data_fingerprint")
+    logged = run.data.tags.get(Tag.DATA_FINGERPRINT)
     if not logged or logged == bundle.fingerprint:
         return True
     if allow_change:
         return False
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow_client.download_artifacts(run.info.run_id, "split_manifest.csv", tmp)
-            diffs = data_differences(pd.read_csv(path, dtype=str), bundle.manifest().astype(str))
-        except Exception:  # noqa: BLE001 -- no manifest logged: the fingerprints still differ
-            diffs = ["its split manifest is not there to compare"]
-    size = run.data.tags.get("image_size")
+    try:
+        diffs = store.read_artifact(run.info.run_id, SPLIT_MANIFEST, lambda path: data_differences(
+            pd.read_csv(path, dtype=str), bundle.manifest().astype(str)))
+    except Exception:  # noqa: BLE001 -- no manifest logged: the fingerprints still differ
+        diffs = ["its split manifest is not there to compare"]
+    size = run.data.tags.get(Tag.IMAGE_SIZE)
     if size and size != str(run_cfg.dataset.image_size):
         diffs.insert(0, f"image_size {size} logged, {run_cfg.dataset.image_size} now")
     raise DataError(
@@ -133,24 +135,29 @@ def torch_threads(logged: str | None) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def rerun(cfg: DictConfig, run_id: str, overrides: Sequence[str] = (), say: Say = print) -> Rerun:
-    """Train ``run_id``'s logged config again and compare; DataError when the data changed."""
-    mlflow_client = open_store(cfg, f"run '{run_id}' cannot be found")
-    original = get_run(mlflow_client, run_id)
-    run_cfg = rerun_config(mlflow_client, original, cfg, overrides)
-    bundle = load_data(run_cfg)
-    same_data = check_data(mlflow_client, original, run_cfg, bundle,
-                           bool(cfg.rerun.allow_data_change))
-    tags = {"role": "rerun", "rerun_of": run_id}
-    if not same_data:
-        tags["data_changed"] = "true"
-        say(f"note: data fingerprint {bundle.fingerprint} differs from the run's "
-            f"{original.data.tags.get('data_fingerprint')} (rerun.allow_data_change=true)")
-    name = original.info.run_name or run_id
-    say(f"re-running run {run_id} ({name}, backbone {run_cfg.backbone.name})", flush=True)
-    with torch_threads(original.data.tags.get("torch_threads")):
-        tags["torch_threads"] = str(torch.get_num_threads())
-        result = run_training(run_cfg, run_name=f"{name}-rerun", tags=tags)
-    new = mlflow_client.get_run(result.run_id)
+def rerun(ctx: Context, cfg: DictConfig, run_id: str, overrides: Sequence[str] = (),
+          say: Say = print) -> Rerun:
+    """Train ``run_id``'s logged config again, as logged, and compare; DataError when the data
+    changed, ConfigError naming a key this code reads that the logged config lacks."""
+    original = ctx.store.get_run(run_id)
+    store = ctx.store.at(original.info.experiment_id)  # the re-run beside the original
+    logged = read_logged(store, original)
+    with as_logged(run_id):
+        run_cfg = rerun_config(store, logged, cfg, overrides)
+        bundle = ctx.data(run_cfg)
+        same_data = check_data(store, original, run_cfg, bundle,
+                               bool(cfg.rerun.allow_data_change))
+        tags = {Tag.RERUN_OF: run_id}
+        if not same_data:
+            tags[Tag.DATA_CHANGED] = "true"
+            say(f"note: data fingerprint {bundle.fingerprint} differs from the run's "
+                f"{original.data.tags.get(Tag.DATA_FINGERPRINT)} (rerun.allow_data_change=true)")
+        name = original.info.run_name or run_id
+        say(f"re-running run {run_id} ({name}, backbone {run_cfg.backbone.name})", flush=True)
+        with torch_threads(original.data.tags.get(Tag.TORCH_THREADS)):
+            tags[Tag.TORCH_THREADS] = str(torch.get_num_threads())
+            result = run_training(Context(ctx.state_dir, store, bundle), run_cfg,
+                                  role=Role.RERUN, run_name=f"{name}-rerun", tags=tags)
+    new = store.get_run(result.run_id)
     rows, worst = compare_metrics(original.data.metrics, new.data.metrics)
     return Rerun(result.run_id, run_id, result, rows, worst)

@@ -11,7 +11,6 @@ trial) closes it in the state it names (PRUNED: FINISHED, see RUN_STATUS) and tr
 
 from __future__ import annotations
 
-import errno
 import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -22,22 +21,14 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig
 
-from pipeline.config import PipelineError, one_line
-from pipeline.data import load_data
+from pipeline.config import PipelineError
+from pipeline.runs.context import Context
 from pipeline.runs.cross_validation import AfterFold, FoldCallbacks, run_folds
-from pipeline.runs.recording import record_fit
-from pipeline.tracking import store
-from pipeline.tracking.runs import (
-    RUN_STATUS,
-    RunObserver,
-    close_dead_runs,
-    close_run,
-    log_setup,
-    start_run,
-)
+from pipeline.runs.recording import RunObserver, log_setup, record_fit, training_tags
+from pipeline.tracking.runs import close_dead_runs, failure_text, store_full
+from pipeline.tracking.schema import RUN_STATUS, Role, State
 from pipeline.training.fit import fit
-from pipeline.training.signals import Interrupted
-from pipeline.training.template import free_memory
+from pipeline.training.memory import free_memory
 
 log = logging.getLogger(__name__)
 # Lightning's start-up chatter (tips, "100% of batches will be used") buries the progress output.
@@ -48,14 +39,10 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
-# What SQLite and the OS say when a write finds no space (through MLflow or SQLAlchemy).
-FULL_DISK = ("database or disk is full", "No space left on device")
-
-
 @dataclass
 class TrainResult:
     run_id: str
-    state: str  # COMPLETE | FAIL (PRUNED and INTERRUPTED travel as exceptions)
+    state: State  # COMPLETE | FAIL (PRUNED and INTERRUPTED travel as exceptions)
     metrics: dict[str, float] = field(default_factory=dict)
     objective: float | None = None
     error: str | None = None
@@ -68,81 +55,61 @@ class TrainResult:
 
 
 def run_training(
+    ctx: Context,
     cfg: DictConfig,
     *,
+    role: Role = Role.TRAIN,
     run_name: str | None = None,
     parent_run_id: str | None = None,
-    tags: Mapping[str, str] | None = None,
+    tags: Mapping[str, Any] | None = None,
     callbacks: Sequence[pl.Callback] = (),
     fold_callbacks: FoldCallbacks | None = None,
     after_fold: AfterFold | None = None,
-    raised: Mapping[type[BaseException], str] | None = None,
+    raised: Mapping[type[BaseException], State] | None = None,
     started: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train ``cfg`` once (or once per fold, with ``objective.cv_folds`` above 1) and record it
-    as one MLflow run (see module docstring).
+    """Train ``cfg`` once (or once per fold, with ``objective.cv_folds`` above 1) on the
+    context's data and record it as one MLflow run of ``role`` in its store (see module
+    docstring).
 
     ``callbacks`` join the classifier stage's trainer (a timer), ``fold_callbacks(i)`` fold i's
     only (a pruning callback: a single split is fold 0); ``after_fold(i, running mean)`` hears
     each fold of a cross-validated run end. ``raised`` maps exception types that end the run in
-    a named state and travel on (``{TrialPruned: "PRUNED"}``). ``started`` hears the run id as
-    soon as the run exists.
+    a named state and travel on (``{TrialPruned: State.PRUNED}``). ``started`` hears the run id
+    as soon as the run exists.
     """
-    mlflow_client = store.client(cfg)
-    bundle = load_data(cfg)
-    if (tags or {}).get("role", "train") in ("train", "rerun"):
-        close_dead_runs(mlflow_client, store.experiment_id(cfg, mlflow_client))
-    run_id = start_run(
-        cfg, bundle, mlflow_client, run_name=run_name, parent_run_id=parent_run_id, tags=tags
-    )
-    if started is not None:
-        started(run_id)
-    result = TrainResult(run_id=run_id, state="FAIL")
-    try:
-        log_setup(cfg, bundle, mlflow_client, run_id)
-        if int(cfg.objective.get("cv_folds", 1) or 1) > 1:
-            metrics, epochs = run_folds(cfg, bundle, mlflow_client, run_id, callbacks=callbacks,
-                                        fold_callbacks=fold_callbacks, after_fold=after_fold)
-        else:
-            extra = list(fold_callbacks(0)) if fold_callbacks else []
-            fitted = fit(cfg, bundle, observer=RunObserver(mlflow_client, run_id),
-                         callbacks=[*callbacks, *extra])
-            metrics, epochs = record_fit(cfg, bundle, mlflow_client, run_id, fitted), fitted.epochs
-        result = TrainResult(run_id=run_id, state="COMPLETE", metrics=metrics,
-                             objective=metrics.get(str(cfg.trainer.monitor)), epochs=epochs)
-    except Interrupted as exc:
-        close_run(mlflow_client, run_id, "INTERRUPTED", str(exc))
-        raise
-    except BaseException as exc:
-        state = next((s for kind, s in (raised or {}).items() if isinstance(exc, kind)), None)
-        if state is not None:
-            close_run(mlflow_client, run_id, state, str(exc))
-            raise
-        result.error = failure_text(exc, mlflow_client)
-        if not training_failure(exc):  # a bug: the run is FAILED, the traceback travels on
-            close_run(mlflow_client, run_id, "FAIL", result.error)
-            raise
-        log.warning("run %s failed: %s", run_id, result.error)
-    finally:
-        free_memory()
-    try:
-        close_run(mlflow_client, run_id, result.state, result.error)
-    except Exception as exc:  # noqa: BLE001 -- a store that cannot take the close (full disk)
-        if not training_failure(exc):
-            raise
-        log.warning("run %s could not be closed (%s): the next invocation closes it", run_id,
-                    one_line(exc))
+    store = ctx.store
+    bundle = ctx.data(cfg)
+    if role in (Role.TRAIN, Role.RERUN):
+        close_dead_runs(store)
+    result = None
+    tags = {**training_tags(cfg, bundle), **(tags or {})}
+    with store.open_run(role, parent_run_id, run_name, raised=raised, **tags) as run:
+        if started is not None:
+            started(run.id)
+        try:
+            log_setup(cfg, bundle, store, run.id)
+            if int(cfg.objective.get("cv_folds", 1) or 1) > 1:
+                metrics, epochs = run_folds(cfg, bundle, store, run.id, callbacks=callbacks,
+                                            fold_callbacks=fold_callbacks, after_fold=after_fold)
+            else:
+                extra = list(fold_callbacks(0)) if fold_callbacks else []
+                fitted = fit(cfg, bundle, observer=RunObserver(store, run.id),
+                             callbacks=[*callbacks, *extra])
+                metrics, epochs = record_fit(cfg, bundle, store, run.id, fitted), fitted.epochs
+            result = TrainResult(run_id=run.id, state=State.COMPLETE, metrics=metrics,
+                                 objective=metrics.get(str(cfg.trainer.monitor)), epochs=epochs)
+        except Exception as exc:
+            # A bug, or an exception the caller names: the run closes with it, and it travels on.
+            if any(isinstance(exc, kind) for kind in raised or {}) or not training_failure(exc):
+                raise
+            error = failure_text(exc, store.uri)
+            run.end(State.FAIL, error)
+            log.warning("run %s failed: %s", run.id, error)
+            result = TrainResult(run_id=run.id, state=State.FAIL, error=error)
+        finally:
+            free_memory()
     return result
-
-
-def failure_text(exc: BaseException, mlflow_client: Any) -> str:
-    """The one line a failed run carries: the exception, or for a store that found no space
-    the store and what to do (not the SQL statement it was running)."""
-    text = f"{type(exc).__name__}: {one_line(exc)}"
-    if any(m in text for m in FULL_DISK) and not isinstance(exc, OSError):
-        return (f"{type(exc).__name__}: the MLflow store at {mlflow_client.tracking_uri} "
-                "could not be written: database or disk is full (free space there)")
-    return text
 
 
 def training_failure(exc: BaseException) -> bool:
@@ -154,10 +121,8 @@ def training_failure(exc: BaseException) -> bool:
         return True
     if isinstance(exc, torch.OutOfMemoryError | torch.AcceleratorError):
         return True
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    if store_full(exc):  # a cache or a store that could not be written: a full disk
         return True
     text = str(exc)
-    if any(m in text for m in FULL_DISK):  # a store that could not be written: a full disk
-        return True
     return isinstance(exc, RuntimeError) and any(
         m in text for m in ("CUDA", "cuDNN", "CUBLAS", "NCCL", "out of memory"))

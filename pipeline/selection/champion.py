@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 from pipeline.common.atomic import file_lock
 from pipeline.common.cli import Say
 from pipeline.common.faults import fault_point
-from pipeline.config import state_dir
-from pipeline.data import load_data
+from pipeline.data.bundle import load_data
+from pipeline.runs.context import Context
 from pipeline.selection.assessment import assess, indistinct, small_test_warning
 from pipeline.selection.comparison import table_row, to_markdown
 from pipeline.selection.competition import candidates, competition, search_gain
@@ -20,9 +20,9 @@ from pipeline.selection.ensemble import ensemble_of, insert_ranked, register_run
 from pipeline.selection.evaluation import evaluate_run
 from pipeline.selection.record import log_selection
 from pipeline.selection.report import selection_report
-from pipeline.tracking.logged import open_store
 from pipeline.tracking.registry import CHAMPION, register_champion
 from pipeline.tracking.runs import close_dead_runs
+from pipeline.tracking.schema import Tag, VersionTag
 
 
 def data_overrides(overrides: Sequence[str]) -> list[str]:
@@ -30,21 +30,22 @@ def data_overrides(overrides: Sequence[str]) -> list[str]:
     return [o for o in overrides if o.lstrip("+~").startswith("dataset.")]
 
 
-def select_champion(cfg: DictConfig, overrides: Sequence[str] = (), say: Say = print) -> dict:
-    """The whole selection; returns the JSON summary ``pipeline.select_best`` prints last."""
-    mlflow_client = open_store(cfg, "no runs to compare")
-    comp = competition(mlflow_client, cfg, lambda: load_data(cfg).fingerprint)
-    if close_dead_runs(mlflow_client, comp.experiment_id):
+def select_champion(ctx: Context, cfg: DictConfig, overrides: Sequence[str] = (),
+                    say: Say = print) -> dict:
+    """The whole selection, on the context's store; returns the JSON summary
+    ``pipeline.select_best`` prints last."""
+    store = ctx.store
+    comp = competition(store, cfg, lambda: load_data(cfg).fingerprint)
+    if close_dead_runs(store):
         say("closed the run(s) of a selection (or training) whose process died (now KILLED)")
-    ranked = candidates(mlflow_client, comp)
+    ranked = candidates(store, comp)
     say(f"{len(ranked)} backbone(s) compete on data {comp.fingerprint} (dataset {comp.dataset}), "
         f"ranked by {comp.metric} ({comp.direction}) on the validation split", flush=True)
     evaluations = {}
     for cand in ranked:
-        evaluations[cand.backbone] = evaluate_run(mlflow_client, cand.run, cfg,
-                                                  data_overrides(overrides))
+        evaluations[cand.backbone] = evaluate_run(store, cand.run, cfg, data_overrides(overrides))
         fault_point("select_test")
-    ensemble = ensemble_of(mlflow_client, comp, cfg, evaluations, data_overrides(overrides), say)
+    ensemble = ensemble_of(store, comp, cfg, evaluations, data_overrides(overrides), say)
     if ensemble is not None:
         evaluations[ensemble[0].backbone] = ensemble[1]
         ranked = insert_ranked(ranked, ensemble[0], comp.direction)
@@ -62,34 +63,34 @@ def select_champion(cfg: DictConfig, overrides: Sequence[str] = (), say: Say = p
     operating_point = str(cfg.select.operating_point)
     markdown = to_markdown(rows, comp.metric, operating_point)
     sentences = [_sentence(assessed[0], same) for same in indistinct(assessed)]
-    gain = search_gain(mlflow_client, comp)
+    gain = search_gain(store, comp)
     if gain is not None:
         sentences.append(gain.sentence())
     winner = assessed[0]
-    selection_id = log_selection(mlflow_client, cfg, comp, assessed, rows, markdown, sentences)
+    selection_id = log_selection(store, cfg, comp, assessed, rows, markdown, sentences)
     model_name = str(cfg.select.model_name)
     tags = {
-        "run_id": winner.candidate.run_id, "metric": comp.metric,
-        "value": repr(winner.candidate.value), "backbone": winner.backbone,
-        "dataset": comp.dataset, "data_fingerprint": comp.fingerprint,
-        "selection_run_id": selection_id, "operating_point": operating_point,
+        VersionTag.RUN_ID: winner.candidate.run_id, VersionTag.METRIC: comp.metric,
+        VersionTag.VALUE: repr(winner.candidate.value), VersionTag.BACKBONE: winner.backbone,
+        VersionTag.DATASET: comp.dataset, VersionTag.DATA_FINGERPRINT: comp.fingerprint,
+        VersionTag.SELECTION_RUN_ID: selection_id, VersionTag.OPERATING_POINT: operating_point,
     }
     if winner.threshold is not None:
-        tags["threshold"] = repr(winner.threshold)
+        tags[VersionTag.THRESHOLD] = repr(winner.threshold)
     if winner.calibration:
-        tags["temperature"] = repr(winner.calibration["temperature"])
+        tags[VersionTag.TEMPERATURE] = repr(winner.calibration["temperature"])
     # Two selections at once on one machine take turns to register: the second finds the
     # version the first made for the same run and points the alias at it again.
-    with file_lock(state_dir(cfg) / ".registry.lock"):
+    with file_lock(ctx.state_dir / ".registry.lock"):
         model_run = winner.candidate.run
         if model_run is None:  # the ensemble won on validation: its members as one pyfunc model
-            model_run = register_run(mlflow_client, comp, winner.candidate, winner.evaluation)
-            tags["run_id"] = model_run.info.run_id
-            tags["members"] = winner.candidate.run_id
-        version = register_champion(mlflow_client, model_name, model_run, tags)
-    mlflow_client.set_tag(selection_id, "model_version", version)
-    report = selection_report(cfg, mlflow_client, comp, assessed, rows, sentences)
-    mlflow_client.log_artifact(selection_id, str(report))
+            model_run = register_run(store, comp, winner.candidate, winner.evaluation)
+            tags[VersionTag.RUN_ID] = model_run.info.run_id
+            tags[VersionTag.MEMBERS] = winner.candidate.run_id
+        version = register_champion(store, model_name, model_run, tags)
+    store.log(selection_id, tags={Tag.MODEL_VERSION: version})
+    report = selection_report(ctx, cfg, comp, assessed, rows, sentences)
+    store.log_artifact(selection_id, report)
     say("\n" + markdown)
     for sentence in sentences:
         say(sentence)

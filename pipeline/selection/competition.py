@@ -17,16 +17,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pipeline.common.errors import PipelineError
-from pipeline.tracking.search import (
-    best_of,
-    count_runs,
-    first_per_value,
-    first_run,
-    order_by,
-    where,
-)
-
-FINISHED = "attributes.status = 'FINISHED'"
+from pipeline.tracking.schema import FINISHED, Role, State, Tag
+from pipeline.tracking.search import best_of, order_by, where
+from pipeline.tracking.store import Store
 
 
 @dataclass
@@ -39,9 +32,9 @@ class Competition:
     metric: str
     direction: str
 
-    def filter(self, state: str = "COMPLETE", **tags: str) -> str:
+    def filter(self, state: State = State.COMPLETE, **tags: str) -> str:
         """Trial runs of this data in ``state`` (COMPLETE ones must also have FINISHED)."""
-        return where(FINISHED if state == "COMPLETE" else "", role="trial", state=state,
+        return where(FINISHED if state == State.COMPLETE else "", role=Role.TRIAL, state=state,
                      data_fingerprint=self.fingerprint, dataset=self.dataset, **tags)
 
 
@@ -72,34 +65,28 @@ class Candidate:
         return [self.run] if self.run is not None else list(self.members)
 
 
-def experiment_id(mlflow_client: Any, cfg: DictConfig) -> str:
-    """The existing experiment ``tracking.experiment`` (selection never creates one)."""
-    name = str(cfg.tracking.experiment)
-    exp = mlflow_client.get_experiment_by_name(name)
-    if exp is None or exp.lifecycle_stage == "deleted":
+def competition(store: Store, cfg: DictConfig, configured_fingerprint: Callable[[], str]
+                ) -> Competition:
+    """The competing data, in the store's experiment ``tracking.experiment`` (which selection
+    never creates): ``select.fingerprint``; else the only fingerprint among the complete trials
+    of ``select.dataset`` (null: the configured dataset); with several, the configured data's
+    when it is one of them; otherwise an error that lists them."""
+    exp = store.experiment_id
+    if exp is None:
         raise PipelineError(
-            f"no runs to compare: the MLflow store at {mlflow_client.tracking_uri} has no "
-            f"experiment '{name}' (run a sweep first: make sweep, or set tracking.experiment)"
+            f"no runs to compare: the MLflow store at {store.uri} has no experiment "
+            f"'{cfg.tracking.experiment}' (run a sweep first: make sweep, or set "
+            "tracking.experiment)"
         )
-    return exp.experiment_id
-
-
-def competition(
-    mlflow_client: Any, cfg: DictConfig, configured_fingerprint: Callable[[], str]
-) -> Competition:
-    """The competing data: ``select.fingerprint``; else the only fingerprint among the complete
-    trials of ``select.dataset`` (null: the configured dataset); with several, the configured
-    data's when it is one of them; otherwise an error that lists them."""
-    exp = experiment_id(mlflow_client, cfg)
     dataset = str(cfg.select.dataset or cfg.dataset.name)
     metric, direction = str(cfg.select.metric), str(cfg.select.direction)
     chosen = cfg.select.get("fingerprint")
     if chosen:
         return Competition(exp, str(chosen), dataset, metric, direction)
     probe = Competition(exp, None, dataset, metric, direction)  # type: ignore[arg-type]
-    found = first_per_value(mlflow_client, [exp], probe.filter(), "data_fingerprint")
+    found = store.first_per_value(probe.filter(), Tag.DATA_FINGERPRINT)
     if not found:
-        raise PipelineError(_no_runs_message(mlflow_client, exp, cfg, dataset))
+        raise PipelineError(_no_runs_message(store, cfg, dataset))
     fingerprints = [fp for fp, _ in found]
     if len(found) == 1:
         return Competition(exp, fingerprints[0], dataset, metric, direction)
@@ -114,7 +101,7 @@ def competition(
         if mine:
             reason = f" (the configured data's fingerprint {mine} is none of them)"
     listing = "; ".join(
-        f"{fp} (e.g. run {run.info.run_id}, image_size {run.data.tags.get('image_size', '?')})"
+        f"{fp} (e.g. run {run.info.run_id}, image_size {run.data.tags.get(Tag.IMAGE_SIZE, '?')})"
         for fp, run in found
     )
     raise PipelineError(
@@ -123,24 +110,23 @@ def competition(
     )
 
 
-def _no_runs_message(mlflow_client: Any, exp: str, cfg: DictConfig, dataset: str) -> str:
+def _no_runs_message(store: Store, cfg: DictConfig, dataset: str) -> str:
     text = (
         f"no runs to compare: no FINISHED, COMPLETE trial runs (role=trial) of dataset {dataset} "
-        f"in experiment '{cfg.tracking.experiment}' at {mlflow_client.tracking_uri}"
+        f"in experiment '{cfg.tracking.experiment}' at {store.uri}"
     )
-    others = first_per_value(
-        mlflow_client, [exp], where(FINISHED, role="trial", state="COMPLETE"), "dataset"
-    )
+    others = store.first_per_value(where(FINISHED, role=Role.TRIAL, state=State.COMPLETE),
+                                   Tag.DATASET)
     if others:
         names = ", ".join(name for name, _ in others)
         return f"{text}; complete trials exist for dataset(s) {names}: pass select.dataset=<name>"
     return f"{text} (run a sweep first: make sweep)"
 
 
-def candidates(mlflow_client: Any, comp: Competition) -> list[Candidate]:
+def candidates(store: Store, comp: Competition) -> list[Candidate]:
     """Each backbone's best run, best backbone first; trials counted per backbone."""
     order = order_by(comp.metric, comp.direction)
-    found = first_per_value(mlflow_client, [comp.experiment_id], comp.filter(), "backbone", order)
+    found = store.first_per_value(comp.filter(), Tag.BACKBONE, order)
     out: list[Candidate] = []
     for backbone, run in found:
         value = run.data.metrics.get(best_of(comp.metric))
@@ -148,10 +134,8 @@ def candidates(mlflow_client: Any, comp: Competition) -> list[Candidate]:
             continue  # its best has no finite value: no run of this backbone has one
         out.append(Candidate(
             backbone=backbone, run=run, value=float(value),
-            complete=count_runs(mlflow_client, [comp.experiment_id],
-                                comp.filter(backbone=backbone)),
-            pruned=count_runs(mlflow_client, [comp.experiment_id],
-                              comp.filter("PRUNED", backbone=backbone)),
+            complete=store.count(comp.filter(backbone=backbone)),
+            pruned=store.count(comp.filter(State.PRUNED, backbone=backbone)),
         ))
     if not out:
         logged = sorted(found[0][1].data.metrics) if found else []
@@ -178,21 +162,18 @@ class Gain:
         return diff if "loss" not in self.metric else -diff
 
     def sentence(self) -> str:
+        tags = self.baseline.data.tags
         return (f"search gain over the papers' recipes: {self.value:+.3f} {self.metric} (best "
                 f"searched run {self.searched.info.run_id}, best recipe: paper "
-                f"{self.baseline.data.tags['baseline']}, {self.baseline.data.tags['backbone']}, "
-                f"run {self.baseline.info.run_id})")
+                f"{tags[Tag.BASELINE]}, {tags[Tag.BACKBONE]}, run {self.baseline.info.run_id})")
 
 
-def search_gain(mlflow_client: Any, comp: Competition, baselines: int = 50) -> Gain | None:
+def search_gain(store: Store, comp: Competition, baselines: int = 50) -> Gain | None:
     """The best competing run that is no baseline, and the best baseline; None without both."""
     order = order_by(comp.metric, comp.direction)
-    exp = [comp.experiment_id]
-    baseline = first_run(mlflow_client, exp, where(comp.filter(), "tags.baseline LIKE '%'"),
-                         order)
+    baseline = store.first(where(comp.filter(), f"tags.{Tag.BASELINE} LIKE '%'"), order)
     if baseline is None:
         return None
-    ahead = mlflow_client.search_runs(exp, filter_string=comp.filter(), order_by=order,
-                                      max_results=baselines + 1)
-    searched = next((r for r in ahead if "baseline" not in r.data.tags), None)
+    ahead = store.search(comp.filter(), order, max_results=baselines + 1)
+    searched = next((r for r in ahead if Tag.BASELINE not in r.data.tags), None)
     return Gain(searched, baseline, comp.metric) if searched is not None else None

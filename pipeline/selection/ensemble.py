@@ -13,22 +13,21 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from pipeline import tracking
 from pipeline.common.cli import Say
 from pipeline.evidence.metrics import nll
 from pipeline.selection.competition import Candidate, Competition
 from pipeline.selection.evaluation import Evaluation, evaluate_run
+from pipeline.tracking.ensemble_model import log_ensemble
 from pipeline.tracking.models import model_uri
-from pipeline.tracking.runs import process_tags
+from pipeline.tracking.schema import Role
 from pipeline.tracking.search import order_by
+from pipeline.tracking.store import Store
 from pipeline.training.metrics import score
 
 
-def top_runs(mlflow_client: Any, comp: Competition, k: int) -> list:
+def top_runs(store: Store, comp: Competition, k: int) -> list:
     """The k best competing trial runs on validation, whatever their backbone."""
-    return list(mlflow_client.search_runs(
-        [comp.experiment_id], filter_string=comp.filter(),
-        order_by=order_by(comp.metric, comp.direction), max_results=k))
+    return store.search(comp.filter(), order_by(comp.metric, comp.direction), max_results=k)
 
 
 def validation_score(ev: Evaluation, metric: str) -> float:
@@ -40,19 +39,19 @@ def validation_score(ev: Evaluation, metric: str) -> float:
     return float(values[metric])
 
 
-def ensemble_of(mlflow_client: Any, comp: Competition, cfg: DictConfig,
+def ensemble_of(store: Store, comp: Competition, cfg: DictConfig,
                 evaluations: dict[str, Evaluation], overrides: Sequence[str],
                 say: Say) -> tuple[Candidate, Evaluation] | None:
     """The ensemble's row and its evaluation (None, with a line, when it cannot be formed)."""
     k = int(cfg.select.get("ensemble", 0) or 0)
     if k < 2:
         return None
-    members = top_runs(mlflow_client, comp, k)
+    members = top_runs(store, comp, k)
     if len(members) < 2:
         say(f"select.ensemble={k}: only {len(members)} competing trial(s), no ensemble")
         return None
     known = {ev.run_id: ev for ev in evaluations.values()}
-    evs = [known.get(r.info.run_id) or evaluate_run(mlflow_client, r, cfg, overrides)
+    evs = [known.get(r.info.run_id) or evaluate_run(store, r, cfg, overrides)
            for r in members]
     first = evs[0]
     if any(ev.files != first.files or ev.val_target is None or first.val_target is None
@@ -80,23 +79,13 @@ def insert_ranked(ranked: list[Candidate], cand: Candidate, direction: str) -> l
     return [*ranked[:place], cand, *ranked[place:]]
 
 
-def register_run(mlflow_client: Any, comp: Competition, cand: Candidate, ev: Evaluation) -> Any:
+def register_run(store: Store, comp: Competition, cand: Candidate, ev: Evaluation) -> Any:
     """A run (``role=ensemble``) holding the ensemble's pyfunc model; the run, read back."""
-    from pipeline.tracking.ensemble_model import log_ensemble
-
-    run = mlflow_client.create_run(comp.experiment_id, run_name=cand.backbone, tags={
-        "role": "ensemble", "backbone": cand.backbone, "dataset": comp.dataset,
-        "data_fingerprint": comp.fingerprint, "members": cand.run_id,
-        "git_commit": tracking.git_commit(), **process_tags(),
-    })
-    run_id = run.info.run_id
-    status = "FAILED"
-    try:
-        mlflow_client.log_metric(run_id, f"ensemble_{comp.metric}", cand.value)
+    with store.open_run(Role.ENSEMBLE, name=cand.backbone, backbone=cand.backbone,
+                        dataset=comp.dataset, data_fingerprint=comp.fingerprint,
+                        members=cand.run_id) as run:
+        store.log(run.id, metrics={f"ensemble_{comp.metric}": cand.value})
         positive = ev.classes[ev.positive_index] if ev.positive_index is not None else None
-        log_ensemble(run_id, [model_uri(m) for m in cand.members], ev.classes,
+        log_ensemble(run.id, [model_uri(m) for m in cand.members], ev.classes,
                      int(ev.pixels.shape[-1]) if ev.pixels is not None else 224, positive)
-        status = "FINISHED"
-    finally:
-        mlflow_client.set_terminated(run_id, status=status)
-    return mlflow_client.get_run(run_id)
+    return store.get_run(run.id)

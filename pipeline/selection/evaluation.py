@@ -6,7 +6,6 @@ logged config and must have the run's fingerprint: a test score of other data is
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +17,13 @@ import torch
 from omegaconf import DictConfig
 
 from pipeline.common.errors import DataError
-from pipeline.data import DataBundle, load_data
+from pipeline.data.bundle import DataBundle, load_data
 from pipeline.evidence.metrics import nll
 from pipeline.runs.recording import VAL_PREDICTIONS
-from pipeline.tracking.logged import local_config, logged_config
+from pipeline.tracking.logged import Logged, as_logged, local_config, read_logged
 from pipeline.tracking.models import LoadedModel, load_model, model_uri
+from pipeline.tracking.schema import Tag
+from pipeline.tracking.store import MissingArtifact, Store
 from pipeline.training.metrics import score
 
 
@@ -43,6 +44,7 @@ class Evaluation:
     model: LoadedModel | None = None
     root: Path | None = None  # the dataset's root: the test images are root / files
     pixels: np.ndarray | None = None  # (N, S, S) uint8: the test images as the model saw them
+    config: DictConfig | None = None  # the run's config, as logged
 
     def predictions(self) -> pd.DataFrame:
         """One row per test image: file, true label, predicted label, a probability per class."""
@@ -56,17 +58,16 @@ class Evaluation:
         return frame
 
 
-def run_data(mlflow_client: Any, run: Any, cfg: DictConfig,
-             overrides: Sequence[str] = ()) -> DataBundle:
-    """The data a run was trained on, rebuilt here; DataError when its fingerprint differs."""
-    run_cfg = local_config(logged_config(mlflow_client, run.info.run_id), cfg, overrides)
-    bundle = load_data(run_cfg)
-    logged = run.data.tags.get("data_fingerprint")
-    if logged and bundle.fingerprint != logged:
+def run_data(logged: Logged, cfg: DictConfig, overrides: Sequence[str] = ()) -> DataBundle:
+    """The data a run was trained on, rebuilt here from its logged config; DataError when its
+    fingerprint differs."""
+    run, bundle = logged.run, load_data(local_config(logged, cfg, overrides))
+    fingerprint = run.data.tags.get(Tag.DATA_FINGERPRINT)
+    if fingerprint and bundle.fingerprint != fingerprint:
         raise DataError(
-            f"run {run.info.run_id} was trained on data with fingerprint {logged}, but its dataset "
-            f"config gives {bundle.fingerprint} here: the data on disk changed (or pass the "
-            "dataset.* overrides that say where its data is)"
+            f"run {run.info.run_id} was trained on data with fingerprint {fingerprint}, but its "
+            f"dataset config gives {bundle.fingerprint} here: the data on disk changed (or pass "
+            "the dataset.* overrides that say where its data is)"
         )
     return bundle
 
@@ -97,18 +98,14 @@ def evaluate_model(model: LoadedModel, bundle: DataBundle, run_id: str) -> Evalu
     )
 
 
-def validation_predictions(mlflow_client: Any, run: Any, model: LoadedModel,
+def validation_predictions(store: Store, run_id: str, model: LoadedModel,
                            bundle: DataBundle) -> tuple[np.ndarray, np.ndarray]:
     """The validation predictions the run logged (out-of-fold ones for a cross-validated run);
     for a run that logged none, the model's on the validation split. Never test."""
-    from mlflow.exceptions import MlflowException
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow_client.download_artifacts(run.info.run_id, VAL_PREDICTIONS, tmp)
-            frame = pd.read_csv(path)
-        except (MlflowException, OSError):
-            frame = None
+    try:
+        frame = store.read_artifact(run_id, VAL_PREDICTIONS, pd.read_csv)
+    except (MissingArtifact, OSError):
+        frame = None
     if frame is not None:
         return (frame[[f"p_{c}" for c in bundle.classes]].to_numpy(dtype=np.float64),
                 frame["label"].to_numpy(dtype=np.int64))
@@ -117,17 +114,20 @@ def validation_predictions(mlflow_client: Any, run: Any, model: LoadedModel,
     return model.predict(images).numpy(), np.asarray(bundle.labels[rows], dtype=np.int64)
 
 
-def evaluate_run(mlflow_client: Any, run: Any, cfg: DictConfig,
+def evaluate_run(store: Store, run: Any, cfg: DictConfig,
                  overrides: Sequence[str] = ()) -> Evaluation:
-    """Load the run's logged model and score it once on its data's test split."""
-    bundle = run_data(mlflow_client, run, cfg, overrides)
-    model = load_model(model_uri(run))
-    evaluation = evaluate_model(model, bundle, run.info.run_id)
-    evaluation.val_probs, evaluation.val_target = validation_predictions(
-        mlflow_client, run, model, bundle)
+    """Load the run's logged model and score it once on its data's test split (its config read
+    once, and kept with the evaluation)."""
+    logged = read_logged(store, run)
+    with as_logged(logged.run_id):
+        bundle = run_data(logged, cfg, overrides)
+        model = load_model(model_uri(logged.run))
+        evaluation = evaluate_model(model, bundle, logged.run_id)
+        evaluation.val_probs, evaluation.val_target = validation_predictions(
+            store, logged.run_id, model, bundle)
+        evaluation.on_duplicate = str(logged.config.dataset.get("on_duplicate", "group"))
     evaluation.data = bundle.summary()
     evaluation.model = model
     evaluation.root = bundle.root
-    evaluation.on_duplicate = str(logged_config(mlflow_client, run.info.run_id).dataset.get(
-        "on_duplicate", "group"))
+    evaluation.config = logged.config
     return evaluation

@@ -5,19 +5,17 @@ champion's reliability diagram."""
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
-from pipeline import tracking
 from pipeline.evidence.calibration import reliability_diagram, scaled
 from pipeline.selection.assessment import Assessed
 from pipeline.selection.comparison import to_csv
 from pipeline.selection.competition import Competition
-from pipeline.tracking.runs import process_tags
+from pipeline.tracking.schema import Role
+from pipeline.tracking.store import Store
 from pipeline.training.reports import write_reports
 
 
@@ -41,45 +39,33 @@ def selection_metrics(item: Assessed, metric: str) -> dict[str, float]:
 
 
 def log_selection(
-    mlflow_client: Any, cfg: DictConfig, comp: Competition, assessed: Sequence[Assessed],
+    store: Store, cfg: DictConfig, comp: Competition, assessed: Sequence[Assessed],
     rows: list[dict], markdown: str, sentences: Sequence[str],
 ) -> str:
     """One run: the champion's values unprefixed, every backbone's as ``<backbone>.<name>``."""
-    from mlflow.entities import Metric, Param
-
     winner = assessed[0]
-    run = mlflow_client.create_run(comp.experiment_id, run_name=f"select-{comp.dataset}", tags={
-        "role": "selection", "dataset": comp.dataset, "data_fingerprint": comp.fingerprint,
-        "select_metric": comp.metric, "champion_run_id": winner.candidate.run_id,
-        "champion_backbone": winner.backbone, "model_name": str(cfg.select.model_name),
-        "git_commit": tracking.git_commit(), **process_tags(),
-    })
-    run_id = run.info.run_id
-    status = "FAILED"
-    try:
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, 0) for k, v in selection_metrics(winner, comp.metric).items()]
+    with store.open_run(
+        Role.SELECTION, name=f"select-{comp.dataset}", dataset=comp.dataset,
+        data_fingerprint=comp.fingerprint, select_metric=comp.metric,
+        champion_run_id=winner.candidate.run_id, champion_backbone=winner.backbone,
+        model_name=str(cfg.select.model_name),
+    ) as run:
+        metrics = selection_metrics(winner, comp.metric)
         for item in assessed:
-            metrics += [Metric(f"{item.backbone}.{k}", v, now, 0)
-                        for k, v in selection_metrics(item, comp.metric).items()]
-        params = [Param(f"select.{k}", str(v)) for k, v in
+            metrics.update({f"{item.backbone}.{k}": v
+                            for k, v in selection_metrics(item, comp.metric).items()})
+        params = {f"select.{k}": str(v) for k, v in
                   {"metric": comp.metric, "direction": comp.direction,
                    "fingerprint": comp.fingerprint, "dataset": comp.dataset,
                    "model_name": cfg.select.model_name, "bootstrap": cfg.select.bootstrap,
                    "operating_point": cfg.select.operating_point,
-                   "calibrate": cfg.select.calibrate}.items()]
-        params.append(Param("candidates", ",".join(
-            f"{a.backbone}:{a.candidate.run_id}" for a in assessed)))
-        for i in range(0, len(metrics), 500):
-            mlflow_client.log_batch(run_id, metrics=metrics[i : i + 500],
-                                    params=params if i == 0 else [], synchronous=True)
+                   "calibrate": cfg.select.calibrate}.items()}
+        params["candidates"] = ",".join(f"{a.backbone}:{a.candidate.run_id}" for a in assessed)
+        store.log(run.id, metrics=metrics, params=params)
         with tempfile.TemporaryDirectory() as tmp:
             write_artifacts(Path(tmp), assessed, rows, markdown, sentences)
-            mlflow_client.log_artifacts(run_id, tmp)
-        status = "FINISHED"
-    finally:
-        mlflow_client.set_terminated(run_id, status=status)
-    return run_id
+            store.log_artifacts(run.id, tmp)
+    return run.id
 
 
 def write_artifacts(out: Path, assessed: Sequence[Assessed], rows: list[dict], markdown: str,

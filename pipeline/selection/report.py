@@ -13,14 +13,17 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from pipeline import tracking
 from pipeline.config import state_dir
+from pipeline.runs.context import Context
 from pipeline.selection import figures
 from pipeline.selection.assessment import Assessed
 from pipeline.selection.comparison import TEST_COLUMNS
 from pipeline.selection.competition import Competition
 from pipeline.selection.methods import methods_paragraph
-from pipeline.tracking.search import quote
+from pipeline.tracking.logged import as_logged
+from pipeline.tracking.schema import Role, Tag
+from pipeline.tracking.search import where
+from pipeline.tracking.store import Store
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #bbb;
@@ -90,14 +93,14 @@ def data_section(item: Assessed) -> str:
 
 
 def protocol_section(cfg: DictConfig, comp: Competition, assessed: Sequence[Assessed],
-                     commands: Sequence[str]) -> str:
+                     commands: Sequence[str], commit: str) -> str:
     run = assessed[0].candidate.reference_run
     rows = [["metric", f"{comp.metric} ({comp.direction})"],
             ["folds", run.data.params.get("objective.cv_folds", "1")],
             ["operating point", str(cfg.select.operating_point)],
-            ["seed", run.data.tags.get("seed", "-")],
+            ["seed", run.data.tags.get(Tag.SEED, "-")],
             ["split seed", run.data.params.get("dataset.seed", "-")],
-            ["git commit", tracking.git_commit()],
+            ["git commit", commit],
             ["data fingerprint", comp.fingerprint],
             ["bootstrap replicates", str(cfg.select.bootstrap)]]
     listing = "".join(f"<li><code>{html.escape(c)}</code></li>" for c in commands)
@@ -105,31 +108,28 @@ def protocol_section(cfg: DictConfig, comp: Competition, assessed: Sequence[Asse
             + f"<p>The studies were produced by:</p><ul id='commands'>{listing}</ul>")
 
 
-def study_commands(mlflow_client: Any, comp: Competition, names: Sequence[str]) -> list[str]:
+def study_commands(store: Store, names: Sequence[str]) -> list[str]:
     out = []
     for name in names:
-        runs = mlflow_client.search_runs([comp.experiment_id], filter_string=(
-            f"tags.role = 'study' AND tags.study_name = {quote(name)}"), max_results=20)
-        out += sorted({r.data.tags["command"] for r in runs if r.data.tags.get("command")})
+        runs = store.search(where(role=Role.STUDY, study_name=name), max_results=20)
+        out += sorted({r.data.tags[Tag.COMMAND] for r in runs if r.data.tags.get(Tag.COMMAND)})
     return out
 
 
-def external_section(mlflow_client: Any, comp: Competition, champion_run_id: str) -> str:
-    runs = mlflow_client.search_runs([comp.experiment_id], filter_string=(
-        f"tags.role = 'external' AND tags.model_run_id = {quote(champion_run_id)}"),
-        max_results=50)
+def external_section(store: Store, champion_run_id: str) -> str:
+    runs = store.search(where(role=Role.EXTERNAL, model_run_id=champion_run_id), max_results=50)
     if not runs:
         return ("<h2 id='external'>External validation</h2><p>None logged for the champion yet "
                 "(python -m pipeline.evaluate --model champion dataset=...).</p>")
     names = [m.removeprefix("test_") for m in TEST_COLUMNS]
-    body = [[r.data.tags.get("dataset", "?"), int(r.data.metrics.get("n_images", 0)),
+    body = [[r.data.tags.get(Tag.DATASET, "?"), int(r.data.metrics.get("n_images", 0)),
              *(f"{r.data.metrics[f'external_{n}']:.3f}" if f"external_{n}" in r.data.metrics
                else "-" for n in names), r.info.run_id] for r in runs]
     return ("<h2 id='external'>External validation</h2>"
             + _table(["dataset", "images", *TEST_COLUMNS.values(), "run"], body, "external-table"))
 
 
-def write_report(cfg: DictConfig, mlflow_client: Any, comp: Competition,
+def write_report(cfg: DictConfig, store: Store, comp: Competition,
                  assessed: Sequence[Assessed], rows: Sequence[dict], sentences: Sequence[str],
                  studies: Sequence[Any], net: Any = None) -> Path:
     """The report's HTML, written to ``report_path``; its path."""
@@ -137,7 +137,7 @@ def write_report(cfg: DictConfig, mlflow_client: Any, comp: Competition,
     parts = [f"<h1>Selection on {html.escape(comp.dataset)} (data {comp.fingerprint})</h1>",
              data_section(champion),
              protocol_section(cfg, comp, assessed,
-                              study_commands(mlflow_client, comp, [s.study_name for s in studies])),
+                              study_commands(store, [s.study_name for s in studies]), store.commit),
              "<h2 id='comparison-section'>Comparison</h2>",
              comparison_table(rows, comp.metric),
              "".join(f"<p class='sentence'>{html.escape(s)}</p>" for s in sentences),
@@ -161,7 +161,7 @@ def write_report(cfg: DictConfig, mlflow_client: Any, comp: Competition,
     parts += ["<h2 id='methods'>Methods</h2>",
               "<p id='methods-paragraph'>"
               + html.escape(methods_paragraph(cfg, comp, assessed, studies)) + "</p>",
-              external_section(mlflow_client, comp, champion.candidate.run_id)]
+              external_section(store, champion.candidate.run_id)]
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Selection "
             f"{html.escape(comp.dataset)}</title><style>{STYLE}</style></head><body>"
             + "".join(parts) + "</body></html>")
@@ -178,7 +178,7 @@ def studies_of(cfg: DictConfig, assessed: Sequence[Assessed]) -> list[Any]:
     import optuna
 
     url = str(cfg.sweep.get("storage") or f"sqlite:///{state_dir(cfg) / 'optuna.db'}")
-    names = sorted({r.data.tags.get("study_name", "") for a in assessed
+    names = sorted({r.data.tags.get(Tag.STUDY_NAME, "") for a in assessed
                     for r in a.candidate.runs} - {""})
     out = []
     for name in names:
@@ -189,21 +189,20 @@ def studies_of(cfg: DictConfig, assessed: Sequence[Assessed]) -> list[Any]:
     return out
 
 
-def selection_report(cfg: DictConfig, mlflow_client: Any, comp: Competition,
+def selection_report(ctx: Context, cfg: DictConfig, comp: Competition,
                      assessed: Sequence[Assessed], rows: Sequence[dict],
                      sentences: Sequence[str]) -> Path:
     """Everything the report needs gathered (studies, the champion's network for Grad-CAM),
     then written; its path."""
     from pipeline.inference.gradcam import rebuild_net
-    from pipeline.tracking.logged import logged_config
 
     champion = assessed[0]
     net = None
     if champion.evaluation.model is not None:
         try:
-            net = rebuild_net(logged_config(mlflow_client, champion.candidate.run_id),
-                              champion.evaluation.model)
+            with as_logged(champion.candidate.run_id):
+                net = rebuild_net(champion.evaluation.config, champion.evaluation.model)
         except Exception as exc:  # noqa: BLE001 -- no gallery is better than no report
             print(f"warning: no Grad-CAM gallery ({exc})", flush=True)
-    return write_report(cfg, mlflow_client, comp, assessed, rows, sentences,
+    return write_report(cfg, ctx.store, comp, assessed, rows, sentences,
                         studies_of(cfg, assessed), net)

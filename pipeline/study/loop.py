@@ -11,18 +11,16 @@ one process's trials only, not a shared budget.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 
 import lightning.pytorch as pl
 import optuna
-from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline import tracking
 from pipeline.common.urls import public_url
-from pipeline.config import compose
-from pipeline.data import load_data
 from pipeline.models.weights import describe_weights
+from pipeline.runs.context import Context
 from pipeline.study.baselines import enqueue_baselines, search_gain
 from pipeline.study.bookkeeping import (
     close_orphaned_parents,
@@ -31,52 +29,60 @@ from pipeline.study.bookkeeping import (
     live_workers,
     log_best,
     log_objective,
-    start_parent_run,
+    log_start,
+    study_tags,
 )
 from pipeline.study.budget import STATE_NAMES, fail_stale_trials, progress
-from pipeline.study.joint import prepare_space
 from pipeline.study.objective import Objective, TrialFailed
-from pipeline.study.samplers import make_pruner, make_sampler
-from pipeline.study.space import load_space
+from pipeline.study.plan import StudyPlan
 from pipeline.study.stopping import FailureStreak, search_stopped, tell_workers
-from pipeline.study.storage import open_study, setup_lock, storage_url, study_name
+from pipeline.study.storage import open_study, setup_lock, storage_url
 from pipeline.study.summary import best_trial, print_table, summarize
+from pipeline.tracking.runs import OpenRun
+from pipeline.tracking.schema import Role, State
+from pipeline.tracking.store import runs_page
 from pipeline.training.signals import Interrupted
 
 
-def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
+def run_study(ctx: Context, plan: StudyPlan, echo: bool = True,
               callbacks: Sequence[pl.Callback] = ()) -> dict:
-    """Run (or resume, or join) the study until it holds ``sweep.n_trials`` finished trials, or
-    until ``sweep.max_consecutive_failures`` trials in a row fail with one error.
+    """Run (or resume, or join) the study of ``plan`` until it holds ``sweep.n_trials`` finished
+    trials, or until ``sweep.max_consecutive_failures`` trials in a row fail with one error; every
+    trial trains on the context's data and is recorded in its store.
 
-    ``overrides`` are the command line's, replayed under each trial's sampled values;
     ``callbacks`` join every trial's trainer (before the pruning callback).
     Returns the summary that ``pipeline.sweep`` prints as its last line.
     """
     say = print if echo else (lambda *a, **k: None)
-    space = load_space(str(cfg.sweep.space), cfg)
-    # What a trial runs before its sampled values: the base config, the space's fixed keys,
-    # then the command line. Every study-level setting (the pruner's budget) is read from it.
-    trial_cfg = compose([*space.fixed_overrides(), *overrides])
-    make_sampler(trial_cfg), make_pruner(trial_cfg)  # a bad sweep.* setting stops before any work
-    space = prepare_space(space, cfg, trial_cfg, say)
-    joint = bool(space.backbones)
-    with setup_lock(cfg):
-        bundle = load_data(cfg)  # once: fails early on bad data, and every trial reuses it
-        mlflow_client = tracking.client(cfg)
-        tracking.experiment_id(cfg, mlflow_client)
-        name = study_name(cfg, joint)
-        if close_orphaned_parents(cfg, name, mlflow_client):
-            say("closed the study run of a worker of this machine that died (now KILLED)")
-        worker = live_workers(cfg, name, mlflow_client)
-        study = open_study(trial_cfg, worker, joint)
-        enqueue_baselines(study, cfg, space, trial_cfg,
-                          describe_weights(trial_cfg.backbone) == "random", say)
-        parent = start_parent_run(cfg, space, bundle.fingerprint, mlflow_client, name,
-                                  overrides)
+    cfg, store, name = plan.cfg, ctx.store, plan.name
+    with ExitStack() as stack:
+        with setup_lock(cfg):  # workers started together count each other's study runs
+            if close_orphaned_parents(store, name):
+                say("closed the study run of a worker of this machine that died (now KILLED)")
+            study = open_study(plan.trial_cfg, live_workers(store, name), plan.joint)
+            enqueue_baselines(study, cfg, plan.space, plan.trial_cfg,
+                              describe_weights(plan.trial_cfg.backbone) == "random", say)
+            fingerprint = ctx.data(plan.trial_cfg).fingerprint
+            parent = stack.enter_context(store.open_run(Role.STUDY, name=name, **study_tags(
+                cfg, plan.space, fingerprint, name, plan.overrides)))
+            log_start(store, parent.id, cfg, plan.space)
+        summary = _run(ctx, plan, study, parent, say, callbacks)
+    if echo:
+        print_table(study, str(cfg.objective.metric))
+        say(f"open the MLflow UI: make ui   (then {runs_page(store.experiment_id)}, parent run "
+            f"'{name}')")
+    if parent.state == State.FAIL or not summary["n_complete"] + summary["n_pruned"]:
+        raise SweepFailed(summary["stop_reason"] or "no trial completed or was pruned", summary)
+    return summary
+
+
+def _run(ctx: Context, plan: StudyPlan, study: optuna.Study, parent: OpenRun,
+         say: Callable[..., None], callbacks: Sequence[pl.Callback]) -> dict:
+    """The trials, one at a time, under the open study run ``parent``; the summary."""
+    cfg, store = plan.cfg, ctx.store
 
     def close_orphans() -> None:
-        closed = close_orphaned_runs(cfg, study, mlflow_client)
+        closed = close_orphaned_runs(store, study)
         if closed:
             say(f"closed {closed} trial run(s) left RUNNING by a stopped worker (now KILLED)",
                 flush=True)
@@ -86,10 +92,10 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
     n_total = int(cfg.sweep.n_trials)
     done_before, running = progress(study)
     elsewhere = f", {len(running)} running in other workers" if running else ""
-    say(f"study {name}: {done_before} of {n_total} trials finished{elsewhere}; storage "
-        f"{public_url(storage_url(cfg))}; MLflow parent run {parent}")
+    say(f"study {plan.name}: {done_before} of {n_total} trials finished{elsewhere}; storage "
+        f"{public_url(storage_url(cfg))}; MLflow parent run {parent.id}")
 
-    objective = Objective(cfg, study, space, overrides, parent, say, callbacks)
+    objective = Objective(ctx, plan, study, parent.id, say, callbacks)
     failures = FailureStreak(int(cfg.sweep.max_consecutive_failures))
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -104,8 +110,8 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
         best = best_trial(study)
         best_text = f"best {best.value:.4f} (trial {best.number})" if best else "no best yet"
         say(f"  trial {trial.number}: {state} {outcome}; {best_text}", flush=True)
-        log_objective(mlflow_client, trial)
-        log_best(mlflow_client, parent, study, trial.number)
+        log_objective(store, trial)
+        log_best(store, parent.id, study, trial.number)
         failures.add(trial)
 
     # One trial at a time, each asked only while finished + running trials (of every worker)
@@ -115,7 +121,7 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
     deadline = None if timeout is None else time.monotonic() + float(timeout)
     poll = max(1.0, min(float(cfg.sweep.heartbeat_interval), 5.0))
     waited_for: list[int] = []
-    status, stop_reason = "FINISHED", None
+    stop_reason = None
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         while deadline is None or time.monotonic() < deadline:
@@ -141,34 +147,22 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True,
             study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[after_trial],
                            gc_after_trial=True)
             if failures.stopped:
-                status, stop_reason = "FAILED", failures.reason()
+                stop_reason = failures.reason()
+                parent.end(State.FAIL)
                 say(f"stopping: {stop_reason}", flush=True)
                 break
-    except (KeyboardInterrupt, Interrupted) as exc:
-        status = "KILLED"
-        if isinstance(exc, Interrupted):  # Ctrl-C between trials
-            raise KeyboardInterrupt(str(exc)) from exc
-        raise
-    except BaseException:
-        status = "FAILED"
-        raise
+    except Interrupted as exc:  # Ctrl-C between trials
+        raise KeyboardInterrupt(str(exc)) from exc
     finally:
-        finish_parent(mlflow_client, parent, study, status, stop_reason)
-    summary = summarize(study, storage_url(cfg), parent)
+        finish_parent(store, parent.id, study, stop_reason)
+    summary = summarize(study, storage_url(cfg), parent.id)
     summary["stop_reason"] = stop_reason
     gain = search_gain(study)
     if gain is not None:
         sign = 1 if study.direction.name == "MAXIMIZE" else -1
         say(f"search gain over the papers' recipes: {sign * (gain[0] - gain[1]):+.3f} "
             f"{cfg.objective.metric} (best searched {gain[0]:.4f}, best recipe {gain[1]:.4f})")
-        mlflow_client.log_metric(parent, "search_gain", sign * (gain[0] - gain[1]))
-    if echo:
-        print_table(study, str(cfg.objective.metric))
-        say(f"open the MLflow UI: make ui   (then "
-            f"{tracking.runs_page(tracking.experiment_id(cfg, mlflow_client))}, parent run "
-            f"'{name}')")
-    if status == "FAILED" or not summary["n_complete"] + summary["n_pruned"]:
-        raise SweepFailed(stop_reason or "no trial completed or was pruned", summary)
+        store.log(parent.id, metrics={"search_gain": sign * (gain[0] - gain[1])})
     return summary
 
 

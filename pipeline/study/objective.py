@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import lightning.pytorch as pl
 import optuna
@@ -18,10 +17,13 @@ from omegaconf import DictConfig
 
 from pipeline.common.cli import Say
 from pipeline.config import PipelineError, compose
-from pipeline.runs.training_run import run_training
+from pipeline.runs.context import Context
+from pipeline.runs.training_run import TrainResult, run_training
 from pipeline.study.budget import progress
-from pipeline.study.space import SearchSpace, overrides_of
+from pipeline.study.plan import StudyPlan
+from pipeline.study.space import overrides_of
 from pipeline.study.summary import fmt
+from pipeline.tracking.schema import Role, State, Tag
 from pipeline.training.signals import Interrupted
 
 
@@ -57,13 +59,13 @@ def fold_pruner(trial: optuna.Trial, first_step: int) -> Callable[[int, float], 
 class Objective:
     """The callable ``study.optimize`` runs once per trial."""
 
-    def __init__(self, cfg: DictConfig, study: optuna.Study, space: SearchSpace,
-                 overrides: Sequence[str], parent_run_id: str, say: Say,
-                 callbacks: Sequence[pl.Callback] = ()):
-        self.cfg = cfg
+    def __init__(self, ctx: Context, plan: StudyPlan, study: optuna.Study, parent_run_id: str,
+                 say: Say, callbacks: Sequence[pl.Callback] = ()):
+        self.ctx = ctx
+        self.cfg: DictConfig = plan.cfg
         self.study = study
-        self.space = space
-        self.overrides = list(overrides)
+        self.space = plan.space
+        self.overrides = list(plan.overrides)
         self.parent_run_id = parent_run_id
         self.say = say
         self.callbacks = list(callbacks)
@@ -95,31 +97,31 @@ class Objective:
         except PipelineError as exc:  # a sampled value the config refuses: this trial's FAIL
             trial.set_user_attr("error", f"ConfigError: {exc}"[:1000])
             raise TrialFailed(str(exc)) from exc
-        tags = {"role": "trial", "study_name": self.study.study_name,
-                "optuna_trial": str(trial.number), "sweep_space": self.space.name}
+        tags = {Tag.STUDY_NAME: self.study.study_name, Tag.OPTUNA_TRIAL: str(trial.number),
+                Tag.SWEEP_SPACE: self.space.name}
         if trial.user_attrs.get("baseline"):
-            tags["baseline"] = str(trial.user_attrs["baseline"])
+            tags[Tag.BASELINE] = str(trial.user_attrs["baseline"])
         counter = EpochCount()
         pruning = PyTorchLightningPruningCallback(trial, monitor=str(trial_cfg.trainer.monitor))
         result = None
         try:
             result = run_training(
-                trial_cfg, run_name=f"trial-{trial.number}", parent_run_id=self.parent_run_id,
-                tags=tags, callbacks=[*self.callbacks, counter],
+                self.ctx, trial_cfg, role=Role.TRIAL, run_name=f"trial-{trial.number}",
+                parent_run_id=self.parent_run_id, tags=tags, callbacks=[*self.callbacks, counter],
                 # Epochs are pruned in the first fold (the single split's only one); later
                 # folds report the running mean of the folds so far, at steps after the epochs.
                 fold_callbacks=lambda fold: [pruning] if fold == 0 else [],
                 after_fold=fold_pruner(trial, int(trial_cfg.trainer.max_epochs)),
-                raised={optuna.TrialPruned: "PRUNED"},
+                raised={optuna.TrialPruned: State.PRUNED},
                 started=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
             )
         finally:
             trial.set_user_attr("epochs", result.epochs if result else counter.epochs)
         return self.objective_of(trial, result)
 
-    def objective_of(self, trial: optuna.Trial, result: Any) -> float:
+    def objective_of(self, trial: optuna.Trial, result: TrainResult) -> float:
         error = None
-        if result.state != "COMPLETE" or result.objective is None:
+        if result.state != State.COMPLETE or result.objective is None:
             error = result.error or "no objective value"
         elif not math.isfinite(result.objective):
             error = f"{self.cfg.objective.metric} is {result.objective}"

@@ -1,24 +1,3 @@
-"""The tracking stage: the MLflow store, runs searched and read back, models logged and loaded,
-the registry, and one training recorded as one run."""
-
-from pipeline.tracking.store import (
-    artifact_root,
-    client,
-    experiment_id,
-    flat_params,
-    git_commit,
-    run_artifact_dir,
-    runs_page,
-    tracking_uri,
-)
-
-__all__ = [
-    "artifact_root",
-    "client",
-    "experiment_id",
-    "flat_params",
-    "git_commit",
-    "run_artifact_dir",
-    "runs_page",
-    "tracking_uri",
-]
+"""The tracking stage, a plain MLflow adapter: the run protocol (``schema``), the store a command
+opens once (``store``), runs opened and closed (``runs``), written (``record``) and found
+(``search``), logged runs and models read back (``logged``, ``models``), the registry."""

@@ -1,94 +1,92 @@
-"""A logged run read back: the run itself and its resolved config, made to run here.
+"""A logged run read back: the run and the resolved config it logged, made to run here.
 
 What ``select_best``, ``rerun`` and ``predict`` share: they all start from something
 ``run_training`` logged, and they all must say in one line what is missing when it is not there.
+The config is used as it was logged, whatever the config files say today: read once per run per
+command, checked against today's schema (composed once, for the options it chose), never filled
+in from today's files. A key this version reads that it lacks (the files gained it since) is one
+line naming it; so is what the schema refuses (a key it no longer has, a value of another kind).
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pipeline import tracking
 from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.config import CONF_DIR, check_values, compose, describe_error, one_line
+from pipeline.tracking.store import MissingArtifact, tracking_uri
+
+if TYPE_CHECKING:
+    from pipeline.tracking.store import Store
 
 _ABSENT = object()
+CONFIG = "config.yaml"
+# Groups whose chosen option a logged config names in its ``name`` key.
+_NAMED_GROUPS = ("dataset", "backbone", "head", "loss", "augmentation", "scheduler")
+# Keys a command sets on every logged config it runs: where it runs, not what the run did.
+_SET_HERE = ("state_dir", "tracking.uri")
 
 
-def open_store(cfg: DictConfig, missing: str) -> Any:  # -> MlflowClient
-    """A client of the configured store that must exist: a SQLite file that is not there gives a
-    PipelineError starting with ``missing`` (opening it would create an empty store, taking
-    seconds of schema migrations to find nothing)."""
-    uri = tracking.tracking_uri(cfg)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+@dataclass(frozen=True)
+class Logged:
+    """A run and its config as logged, read once per command."""
+
+    run: Any
+    config: DictConfig
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+
+def read_logged(store: Store, run: Any) -> Logged:
+    """The run (or the run of that id) with the ``config.yaml`` ``run_training`` logged."""
+    run = store.get_run(run) if isinstance(run, str) else run
+    try:
+        config = store.read_artifact(run.info.run_id, CONFIG, lambda p: OmegaConf.load(p))
+    except MissingArtifact as exc:
         raise PipelineError(
-            f"{missing}: there is no MLflow store at {uri} (nothing was logged there; check "
-            "state_dir or tracking.uri)"
-        )
-    return tracking.client(cfg)
+            f"run '{run.info.run_id}' has no {CONFIG} artifact: it was not logged by run_training"
+        ) from exc
+    return Logged(run, config)
 
 
-def get_run(mlflow_client: Any, run_id: str) -> Any:
-    """The run, or a PipelineError naming the id and the store."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return mlflow_client.get_run(run_id)
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise PipelineError(
-                f"run '{run_id}' is not in the MLflow store at {mlflow_client.tracking_uri}: "
-                "check the id (MLflow UI, or the run_id a command printed) and tracking.uri"
-            ) from exc
-        raise
-
-
-def logged_config(mlflow_client: Any, run_id: str) -> DictConfig:
-    """The resolved config ``run_training`` logged as the run's ``config.yaml``."""
-    from mlflow.exceptions import MlflowException
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow_client.download_artifacts(run_id, "config.yaml", tmp)
-        except (MlflowException, OSError) as exc:
-            raise PipelineError(
-                f"run '{run_id}' has no config.yaml artifact: it was not logged by run_training"
-            ) from exc
-        return OmegaConf.load(path)
-
-
-def local_config(run_cfg: DictConfig, cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
-    """A logged config made to run here: this invocation's state dir and store, then overrides.
-
-    Keys the config files have gained since the run was logged (a new group, a new key of its
-    backbone or head) are filled in from today's files for the options it chose; every key it
-    logged keeps its logged value. Today's schema checks it: a logged config it refuses (a key
-    it no longer has, a value of another kind) is one ConfigError.
+def local_config(logged: Logged, cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
+    """The logged config made to run here: this invocation's state dir and store, then
+    ``overrides``; every other key as logged. Checked against today's schema: what it refuses,
+    and a key it reads that neither the logged config nor an override gives, is one ConfigError.
     """
+    schema, raw = _schema_of(logged.config), OmegaConf.to_container(logged.config, resolve=True)
     try:
-        local = OmegaConf.merge(_schema_of(run_cfg), OmegaConf.to_container(run_cfg, resolve=True))
+        local = OmegaConf.merge(schema, raw)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"the run's logged config does not fit this version's config: "
                           f"{describe_error(exc)}") from exc
     local.state_dir = str(cfg.state_dir)
-    local.tracking.uri = tracking.tracking_uri(cfg)
+    local.tracking.uri = tracking_uri(cfg)
     local = apply_overrides(local, overrides)
+    given = {o.lstrip("+~").split("=", 1)[0] for o in overrides} | set(_SET_HERE)
+    missing = [key for key in _leaf_keys(OmegaConf.to_container(schema, resolve=True))
+               if key not in given and not _holds(raw, key)]
+    if missing:
+        raise ConfigError(
+            f"run {logged.run_id}'s logged config has no {', '.join(missing)}, which this "
+            "version reads (the config files gained it after the run was logged): re-run it "
+            "with +<key>=<value> for what the run used"
+        )
     check_values(local)
     return local
 
 
-# Groups whose chosen option a logged config names in its ``name`` key.
-_NAMED_GROUPS = ("dataset", "backbone", "head", "loss", "augmentation", "scheduler")
-
-
 def _schema_of(run_cfg: DictConfig) -> DictConfig:
-    """Today's composition of the options a logged config chose (empty when one is gone)."""
+    """Today's composition of the options a logged config chose: the keys and types this version
+    reads (its values are not used)."""
     choices = []
     for group in _NAMED_GROUPS:
         name = OmegaConf.select(run_cfg, f"{group}.name")
@@ -98,11 +96,43 @@ def _schema_of(run_cfg: DictConfig) -> DictConfig:
         schema = compose(choices)
     except ConfigError as exc:
         raise ConfigError(f"the run's logged choices {choices} do not compose here: {exc}") from exc
-    if "objective" not in run_cfg and OmegaConf.select(run_cfg, "sweep.metric"):
-        schema.objective.metric = run_cfg.sweep.metric  # logged before the objective group
-        schema.objective.direction = run_cfg.sweep.direction
     OmegaConf.set_struct(schema, False)
     return schema
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(node, Mapping) and node:
+        for key, value in node.items():
+            yield from _leaf_keys(value, f"{prefix}{key}.")
+    elif prefix:
+        yield prefix[:-1]
+
+
+def _holds(node: Any, key: str) -> bool:
+    """Whether ``node`` gives ``key``: the key itself, or a value (not a mapping) on its path."""
+    for part in key.split("."):
+        if not isinstance(node, Mapping):
+            return True
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+@contextmanager
+def as_logged(run_id: str) -> Iterator[None]:
+    """Work on run ``run_id``'s logged config as it is (a network rebuilt from it): a key the
+    code reads that it lacks is a one-line ConfigError naming the key."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    try:
+        yield
+    except (ConfigAttributeError, ConfigKeyError) as exc:
+        key = exc.full_key or exc.key or one_line(exc)
+        raise ConfigError(
+            f"run {run_id}'s logged config has no {key}, which this version reads (the config "
+            "files gained it after the run was logged)"
+        ) from exc
 
 
 def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:

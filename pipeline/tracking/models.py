@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pipeline.common.errors import PipelineError, one_line
-from pipeline.data import DataBundle
+from pipeline.data.bundle import DataBundle
 from pipeline.models import ChestXrayNet
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.common.errors import PipelineError
 from pipeline.common.faults import fault_point
 from pipeline.tracking.models import model_uri
+from pipeline.tracking.schema import VersionTag
 from pipeline.tracking.search import quote
+
+if TYPE_CHECKING:
+    from pipeline.tracking.store import Store
 
 CHAMPION = "champion"
 
@@ -17,13 +21,13 @@ def champion_uri(model_name: str) -> str:
     return f"models:/{model_name}@{CHAMPION}"
 
 
-def register_champion(
-    mlflow_client: Any, model_name: str, run: Any, tags: Mapping[str, str]
-) -> str:
+def register_champion(store: Store, model_name: str, run: Any, tags: Mapping[VersionTag, Any]
+                      ) -> str:
     """Register the run's model under ``model_name`` (its existing version when it has one),
     tag the version, point ``champion`` at it; returns the version."""
     from mlflow.exceptions import MlflowException
 
+    mlflow_client = store.client
     run_id = run.info.run_id
     try:
         mlflow_client.create_registered_model(model_name)
@@ -43,25 +47,21 @@ def register_champion(
         )
     fault_point("register")
     for key, value in tags.items():
-        mlflow_client.set_model_version_tag(model_name, version.version, key, str(value))
+        mlflow_client.set_model_version_tag(model_name, version.version, str(VersionTag(key)),
+                                            str(value))
     mlflow_client.set_registered_model_alias(model_name, CHAMPION, version.version)
     return str(version.version)
 
 
-def champion_run_id(mlflow_client: Any, model_name: str) -> str:
-    """The run behind ``<model_name>@champion``; a PipelineError says how to make one."""
-    return str(champion_version(mlflow_client, model_name).run_id)
-
-
-def champion_version(mlflow_client: Any, model_name: str) -> Any:
+def champion_version(store: Store, model_name: str) -> Any:
     """The model version ``<model_name>@champion`` (its tags hold the operating point)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        version = mlflow_client.get_model_version_by_alias(model_name, CHAMPION)
+        version = store.client.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException as exc:
         raise PipelineError(
-            f"no model registered as {model_name}@{CHAMPION} in {mlflow_client.tracking_uri}: "
+            f"no model registered as {model_name}@{CHAMPION} in {store.uri}: "
             "run `python -m pipeline.select_best` first, or pass --model <run id>"
         ) from exc
     return version

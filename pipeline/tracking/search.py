@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipeline.common.errors import ConfigError
+from pipeline.tracking.schema import Tag
 
 PAGE_SIZE = 1000  # MLflow's largest page for search_runs on most stores
 MAX_DISTINCT = 200  # a safety bound on the one-query-per-value walk
@@ -27,9 +28,11 @@ def quote(value: str) -> str:
 
 
 def where(*clauses: str, **tags: str | None) -> str:
-    """``clauses`` and ``tags.<key> = '<value>'`` for every tag given (None: not filtered)."""
+    """``clauses`` and ``tags.<key> = '<value>'`` for every tag given (None: not filtered); a key
+    that is no ``Tag`` is a bug."""
     parts = [c for c in clauses if c]
-    parts += [f"tags.{key} = {quote(value)}" for key, value in tags.items() if value is not None]
+    parts += [f"tags.{Tag(key)} = {quote(value)}" for key, value in tags.items()
+              if value is not None]
     return " AND ".join(parts)
 
 
@@ -62,7 +65,7 @@ def first_run(
 
 
 def first_per_value(
-    mlflow_client: Any, experiment_ids: Sequence[str], filter_string: str, tag: str,
+    mlflow_client: Any, experiment_ids: Sequence[str], filter_string: str, tag: Tag,
     order: Sequence[str] | None = None,
 ) -> list[tuple[str, Any]]:
     """``(value, first run)`` for each distinct value of ``tags.<tag>`` among the matching runs,

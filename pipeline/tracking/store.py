@@ -1,30 +1,154 @@
-"""MLflow plumbing: which store, which experiment, what a run's params and tags are.
+"""The MLflow store a command works with, opened once per command: the client, its URI, the
+experiment its runs go to and the tags every run of this process carries; and the verbs the stages
+use on it. Above tracking, nothing calls MLflow itself.
 
 Every entry point goes through here, so a run logged by ``train``, a sweep trial, a re-run or a
-selection all land in the same store with the same conventions.
+selection all land in the same store with the same conventions (``tracking.schema``).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
-from functools import cache
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from pipeline.common.errors import ConfigError
+from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.config import PROJECT_ROOT, state_dir
+from pipeline.tracking import record, runs, search
+from pipeline.tracking.schema import Role, State, Tag
 
-# MLflow's own limit on a param value (longer values are refused by the store).
-MAX_PARAM_LENGTH = 6000
-# Keys that say where things are, not what was trained: not worth a param column each.
-SKIPPED_PARAM_PREFIXES = ("select.", "rerun.", "evaluate.", "state_dir", "tracking.uri")
+T = TypeVar("T")
 # Without a kind, MLflow 3's UI opens an experiment on its GenAI (traces) overview.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+# A tracking server that restarts (or a network that hiccups) is waited for: each HTTP request is
+# retried with a growing backoff (2, 4, 8 ... s, at most 60 s apart) for about five minutes.
+# Set these in the environment to choose otherwise.
+HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
+                "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "120"}
+
+
+@dataclass(frozen=True)
+class Store:
+    """One MLflow store, as one command uses it."""
+
+    client: Any  # MlflowClient
+    uri: str
+    experiment_id: str | None  # where runs are created and searched (None: not known yet)
+    process_tags: Mapping[str, str]  # host, pid, MLflow's source tags, the project's commit
+
+    @property
+    def commit(self) -> str:
+        return self.process_tags.get(Tag.GIT_COMMIT, "unknown")
+
+    def at(self, experiment_id: str) -> Store:
+        """This store, its runs created and searched in ``experiment_id``."""
+        return replace(self, experiment_id=str(experiment_id))
+
+    def experiment_name(self, experiment_id: str | None = None) -> str:
+        return self.client.get_experiment(experiment_id or self.experiment_id).name
+
+    # One run: opened, written, read back, ended.
+    def open_run(self, role: Role, parent: str | None = None, name: str | None = None, *,
+                 raised: Mapping[type[BaseException], State] | None = None, **tags: Any
+                 ) -> AbstractContextManager[runs.OpenRun]:
+        """A run of ``role`` for the ``with`` block, closed in the state the block ended in."""
+        return runs.open_run(self, role, parent, name, raised=raised, **tags)
+
+    def get_run(self, run_id: str) -> Any:
+        """The run, or a PipelineError naming the id and the store."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise PipelineError(
+                    f"run '{run_id}' is not in the MLflow store at {self.uri}: check the id "
+                    "(MLflow UI, or the run_id a command printed) and tracking.uri"
+                ) from exc
+            raise
+
+    def log(self, run_id: str, metrics: Mapping[str, float] | None = None,
+            params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None,
+            step: int = 0) -> None:
+        """Metrics (at ``step``), params and tags in as few batches as MLflow takes."""
+        record.log_batch(self.client, run_id, metrics or {}, params or {}, tags or {}, step)
+
+    def log_dataset(self, run_id: str, bundle: Any, context: str = "train") -> None:
+        """The run's data as an MLflow dataset input (the runs table's Dataset column)."""
+        record.log_dataset(self.client, run_id, bundle, context)
+
+    def log_artifacts(self, run_id: str, folder: str | Path, path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(folder), artifact_path=path)
+
+    def log_artifact(self, run_id: str, file: str | Path) -> None:
+        self.client.log_artifact(run_id, str(file))
+
+    def read_artifact(self, run_id: str, path: str, read: Callable[[Path], T]) -> T:
+        """``read(local copy)`` of one artifact of the run; MissingArtifact when it has none."""
+        from mlflow.exceptions import MlflowException
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = self.client.download_artifacts(run_id, path, tmp)
+            except (MlflowException, OSError) as exc:
+                raise MissingArtifact(f"run '{run_id}' has no {path} artifact") from exc
+            return read(Path(local))
+
+    # Runs of this experiment, found by the store's own search (tracking.search).
+    def search(self, filter_string: str, order: Sequence[str] = (), max_results: int = 1000
+               ) -> list:
+        return list(self.client.search_runs([self.experiment_id], filter_string=filter_string,
+                                            order_by=list(order), max_results=max_results))
+
+    def first(self, filter_string: str, order: Sequence[str] | None = None) -> Any | None:
+        return search.first_run(self.client, [self.experiment_id], filter_string, order)
+
+    def first_per_value(self, filter_string: str, tag: Tag, order: Sequence[str] | None = None
+                        ) -> list[tuple[str, Any]]:
+        return search.first_per_value(self.client, [self.experiment_id], filter_string, tag,
+                                      order)
+
+    def count(self, filter_string: str) -> int:
+        return search.count_runs(self.client, [self.experiment_id], filter_string)
+
+    def all(self, filter_string: str) -> Iterator[Any]:
+        return search.all_runs(self.client, [self.experiment_id], filter_string)
+
+
+class MissingArtifact(PipelineError):
+    """A run without the artifact asked for."""
+
+
+def open_store(cfg: DictConfig, missing: str | None = None, create: bool = True) -> Store:
+    """The configured store, its experiment ``tracking.experiment`` created on first use (with
+    ``create``; else looked up, None when there is none). With ``missing``, the store must exist: a
+    SQLite file that is not there gives a PipelineError starting with ``missing`` (opening it would
+    create an empty store, taking seconds of schema migrations to find nothing)."""
+    uri = tracking_uri(cfg)
+    if missing and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")
+                                                              ).exists():
+        raise PipelineError(
+            f"{missing}: there is no MLflow store at {uri} (nothing was logged there; check "
+            "state_dir or tracking.uri)"
+        )
+    mlflow_client = client(cfg)
+    if create:
+        exp = experiment_id(cfg, mlflow_client)
+    else:
+        found = mlflow_client.get_experiment_by_name(str(cfg.tracking.experiment))
+        exp = found.experiment_id if found and found.lifecycle_stage != "deleted" else None
+    tags = {**source_tags(), str(Tag.HOST): socket.gethostname(), str(Tag.PID): str(os.getpid())}
+    return Store(mlflow_client, uri, exp, tags)
 
 
 def tracking_uri(cfg: DictConfig) -> str:
@@ -41,13 +165,6 @@ def artifact_root(cfg: DictConfig) -> str | None:
     if uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri:
         return (state_dir(cfg) / "artifacts").as_uri()
     return None
-
-
-# A tracking server that restarts (or a network that hiccups) is waited for: each HTTP request is
-# retried with a growing backoff (2, 4, 8 ... s, at most 60 s apart) for about five minutes.
-# Set these in the environment to choose otherwise.
-HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
-                "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "120"}
 
 
 def client(cfg: DictConfig):  # -> MlflowClient (import kept lazy: mlflow is slow to import)
@@ -92,25 +209,6 @@ def experiment_id(cfg: DictConfig, mlflow_client: Any | None = None) -> str:
     raise ConfigError(f"could not create or find MLflow experiment '{name}' at {tracking_uri(cfg)}")
 
 
-def flat_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as ``dotted.key -> value`` strings (MLflow params)."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    out: dict[str, str] = {}
-    for key, value in _flatten(container):
-        if key.startswith(SKIPPED_PARAM_PREFIXES):
-            continue
-        out[key] = str(value)[:MAX_PARAM_LENGTH]
-    return out
-
-
-def _flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            yield from _flatten(value, f"{prefix}{key}.")
-    else:
-        yield prefix[:-1], node
-
-
 def runs_page(experiment: str, base: str = "http://127.0.0.1:5000") -> str:
     """The UI's runs table of an experiment, in its model-training view (MLflow 3 starts in
     the GenAI view, where runs do not show)."""
@@ -124,15 +222,15 @@ def source_tags() -> dict[str, str]:
 
     tags = resolve_tags()
     main = getattr(sys.modules.get("__main__"), "__spec__", None)
-    tags["mlflow.source.name"] = (main.name.removesuffix(".__main__") if main and main.name
-                                  else Path(sys.argv[0]).name or "python")
+    tags[Tag.SOURCE_NAME] = (main.name.removesuffix(".__main__") if main and main.name
+                             else Path(sys.argv[0]).name or "python")
     commit = git_commit()
+    tags[Tag.GIT_COMMIT] = commit
     if commit != "unknown":
-        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
-    return tags
+        tags[Tag.SOURCE_COMMIT] = commit.removesuffix("-dirty")
+    return {str(k): str(v) for k, v in tags.items()}
 
 
-@cache
 def git_commit() -> str:
     """The project's commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
     try:
@@ -147,13 +245,3 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
-
-
-def run_artifact_dir(run: Any) -> Path | None:
-    """Local directory of a run's artifacts, when the store keeps them on this machine."""
-    uri = run.info.artifact_uri
-    if uri.startswith("file://"):
-        return Path(uri[len("file://"):])
-    if "://" not in uri:
-        return Path(uri)
-    return None

@@ -17,16 +17,16 @@ from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig
 
 from pipeline.config import state_dir
-from pipeline.data import ChestXrayDataModule, DataBundle
+from pipeline.data.bundle import DataBundle
+from pipeline.data.datamodule import ChestXrayDataModule
 from pipeline.evidence.metrics import nll
-from pipeline.models import ChestXrayNet
+from pipeline.models import ChestXrayNet, build_model
 from pipeline.training.callbacks import BestWeights, EpochMetrics, Observer, Silent, best_epoch
 from pipeline.training.checks import check_training
 from pipeline.training.features.inputs import inputs_for
 from pipeline.training.features.store import features_dir
 from pipeline.training.metrics import score
 from pipeline.training.module import ChestXrayModule
-from pipeline.training.template import build_net
 from pipeline.training.trainer import (
     autocast_dtype,
     make_trainer,
@@ -62,7 +62,8 @@ def fit(
     observer = observer or Silent()
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     num_classes = len(bundle.classes)
-    net = build_net(cfg, num_classes)
+    net = build_model(cfg, num_classes)
+    net.set_freeze_depth(int(cfg.backbone.freeze_depth))
     if uses_gpu(cfg) and str(cfg.trainer.channels_last).lower() in ("auto", "true"):
         net = net.to(memory_format=torch.channels_last)  # NHWC convolutions on tensor cores
     positive = bundle.classes.index(bundle.positive_class) if bundle.positive_class else None

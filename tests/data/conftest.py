@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from omegaconf import DictConfig
 
 from pipeline.config import compose
-from pipeline.data import clear_memo
 
 # Test modules import their file helpers with `from xray_files import ...`.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture
-def make_cfg(state_dir: Path) -> Iterator[Callable[..., DictConfig]]:
-    """compose() with the test's own state dir and a clean load_data memo."""
+def make_cfg(state_dir: Path) -> Callable[..., DictConfig]:
+    """compose() with the test's own state dir."""
 
     def make(*overrides: str) -> DictConfig:
-        clear_memo()
         return compose([*overrides, f"state_dir={state_dir}"])
 
-    yield make
-    clear_memo()
+    return make

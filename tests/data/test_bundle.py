@@ -1,5 +1,5 @@
-"""DataBundle API, memo and fingerprint: the fingerprint moves with a label, a split or an
-image's bytes, and with nothing else."""
+"""DataBundle API, the one bundle a command hands down, and the fingerprint: the fingerprint moves
+with a label, a split or an image's bytes, and with nothing else."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 import torch
 from xray_files import write_image
 
-from pipeline.data import load_data
+from pipeline.data.bundle import load_data
+from pipeline.runs.context import Context
 
 
 @pytest.fixture
@@ -52,18 +53,23 @@ def test_api_counts_weights_and_manifest(manifest_root: Path, make_cfg, tmp_path
         bundle.indices("holdout")
 
 
-def test_memoised_per_dataset_config_and_state_dir(manifest_root: Path, make_cfg) -> None:
+def test_one_bundle_serves_its_dataset_config_and_state_dir(manifest_root: Path, make_cfg,
+                                                            state_dir: Path) -> None:
     cfg = make_cfg("dataset=manifest", f"dataset.root={manifest_root}", "dataset.csv=m.csv",
                    "dataset.positive_class=y", "dataset.image_size=32",
                    "dataset.val_fraction=0.2",
                    "dataset.test_fraction=0.2")
     first = load_data(cfg)
-    assert load_data(cfg) is first
+    ctx = Context(state_dir, bundle=first)  # what a command hands down
+    assert ctx.data(cfg) is first
     cfg.dataset.batch_size = 4  # loader-only keys do not need a new bundle
     cfg.dataset.sampler = "weighted"
-    assert load_data(cfg) is first
+    assert ctx.data(cfg) is first
     cfg.dataset.image_size = 40
-    assert load_data(cfg) is not first
+    assert ctx.data(cfg) is not first
+    cfg.dataset.image_size = 32
+    cfg.state_dir = str(state_dir / "elsewhere")
+    assert ctx.data(cfg) is not first
 
 
 def test_fingerprint_stable_when_nothing_changes(manifest_root: Path, make_cfg) -> None:

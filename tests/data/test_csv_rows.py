@@ -10,7 +10,7 @@ import pytest
 from xray_files import write_image
 
 from pipeline.common.errors import ConfigError, DataError
-from pipeline.data import load_data
+from pipeline.data.bundle import load_data
 from pipeline.data.layouts import RepeatedRowWarning
 
 

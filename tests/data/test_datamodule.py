@@ -11,8 +11,9 @@ import torch
 
 from pipeline.common.errors import ConfigError
 from pipeline.config import compose
-from pipeline.data import ChestXrayDataModule, DataBundle, build_augmentation, load_data
-from pipeline.data.datamodule import ImageRows, loader_workers
+from pipeline.data.bundle import DataBundle, load_data
+from pipeline.data.datamodule import ChestXrayDataModule, ImageRows, loader_workers
+from pipeline.data.transforms import build_augmentation
 
 SIZE = 24
 

@@ -11,7 +11,8 @@ import pytest
 from xray_files import age_files, write_class_tree, write_image
 
 from pipeline.config import compose
-from pipeline.data import clear_memo, decode_cache, load_data
+from pipeline.data import decode_cache
+from pipeline.data.bundle import load_data
 from pipeline.data.hashing import HashIndex
 
 
@@ -111,7 +112,6 @@ def test_torn_or_stray_entries_are_never_read(tree: Path, make_cfg) -> None:
     pixels = np.array(first.images)
     array_path = first.images_path
     del first
-    clear_memo()
     data = array_path.read_bytes()
     array_path.write_bytes(data[: len(data) // 2])  # a torn entry under the final name
     (array_path.parent / f".{array_path.name}.abc.tmp").write_bytes(b"half")  # a dead writer's

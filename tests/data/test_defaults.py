@@ -11,7 +11,7 @@ import pytest
 from xray_files import write_class_tree, write_image
 
 from pipeline.common.errors import DataError
-from pipeline.data import clear_memo, load_data
+from pipeline.data.bundle import load_data
 from pipeline.data.positives import infer_positive
 from pipeline.data.splits import ImageSplitWarning
 from pipeline.describe_data import main as describe_main
@@ -87,10 +87,8 @@ def test_seed_replicates_share_one_split(make_cfg):
 def test_describe_data_reports_the_positive_class_and_the_split_unit(tmp_path, capsys):
     root = tmp_path / "kaggle"
     write_class_tree(root, {"Normal": 6, "Pneumonia": 6})
-    clear_memo()
     with pytest.warns(ImageSplitWarning, match="split is by image"):
         assert describe_main(["dataset=imagefolder", f"dataset.root={root}",
                               "dataset.image_size=32", f"state_dir={tmp_path / 'state'}"]) == 0
-    clear_memo()
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["positive_class"] == "pneumonia" and last["split_unit"] == "image"

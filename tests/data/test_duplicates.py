@@ -16,8 +16,10 @@ from PIL import Image
 from xray_files import chest_like, png_bytes, write_image
 
 from pipeline.common.errors import ConfigError, DataError
-from pipeline.data import decode_image, dhash, duplicates, load_data
+from pipeline.data import dhash, duplicates
+from pipeline.data.bundle import load_data
 from pipeline.data.duplicates import DuplicateImageWarning, difference_hashes, distances
+from pipeline.data.images import decode_image
 from pipeline.describe_data import main as describe_main
 
 # Seeds whose re-encoded or rescaled copies stay well within the default threshold.

@@ -11,7 +11,7 @@ import pytest
 from xray_files import write_class_tree, write_image
 
 from pipeline.common.errors import ConfigError, DataError
-from pipeline.data import load_data
+from pipeline.data.bundle import load_data
 from pipeline.data.sources import BadImageWarning
 
 

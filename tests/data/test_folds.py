@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.common.errors import DataError
-from pipeline.data import load_data
+from pipeline.data.bundle import load_data
 from pipeline.data.folds import fold_bundle, fold_of_rows
 
 
@@ -23,7 +23,7 @@ def test_folds_are_patient_disjoint_stratified_and_never_hold_a_test_image(make_
                              strict=True):
         assert owner.setdefault(patient, fold) == fold  # one patient, one fold
     for fold in range(5):
-        view = fold_bundle(bundle, 5, fold, seed=42)
+        view = fold_bundle(bundle, folds, fold)
         assert np.array_equal(view.split == "test", test)  # the test split as k=1 has it
         assert np.array_equal(view.indices("test"), bundle.indices("test"))
         assert set(bundle.labels[view.indices("val")].tolist()) == set(range(3))  # stratified

@@ -18,7 +18,8 @@ from PIL import Image
 from xray_files import chest_like, write_class_tree, write_image
 
 from pipeline.common.errors import DataError
-from pipeline.data import UnreadableImage, decode_image, load_data
+from pipeline.data.bundle import load_data
+from pipeline.data.images import UnreadableImage, decode_image
 from pipeline.data.layouts import TreeWarning
 from pipeline.data.sources import BadImageWarning
 from pipeline.describe_data import main as describe_main

@@ -11,7 +11,7 @@ from PIL import Image
 from xray_files import MODES, chest_like, png_bytes, write_image
 
 from pipeline.common.errors import DataError
-from pipeline.data import UnreadableImage, decode_image
+from pipeline.data.images import UnreadableImage, decode_image
 
 CASES = [(m, ".png") for m in MODES if m != "exif"] + [(m, ".jpg") for m in ("L", "RGB", "exif")]
 

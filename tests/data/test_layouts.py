@@ -12,7 +12,7 @@ import pytest
 from xray_files import write_class_tree, write_image
 
 from pipeline.common.errors import DataError
-from pipeline.data import DataBundle, load_data
+from pipeline.data.bundle import DataBundle, load_data
 
 
 def assert_well_formed(bundle: DataBundle) -> None:

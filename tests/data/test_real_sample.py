@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from pipeline.config import compose
-from pipeline.data import DataBundle, clear_memo, decode_image, load_data
+from pipeline.data.bundle import DataBundle, load_data
+from pipeline.data.images import decode_image
 
 SIZE = 32
 
@@ -20,11 +21,9 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> tuple[DataBundle, pd.DataF
     sample = Path(__file__).resolve().parents[2].parent / "shared/data/covid-chestxray-sample"
     if not (sample / "metadata.csv").is_file():
         pytest.skip(f"{sample} is not there")
-    clear_memo()
     state = tmp_path_factory.mktemp("state")
     bundle = load_data(compose(["dataset=covid_chestxray", f"dataset.image_size={SIZE}",
                                 f"state_dir={state}"]))
-    clear_memo()
     meta = pd.read_csv(sample / "metadata.csv", dtype=str, keep_default_na=False)
     return bundle, meta.set_index("filename")
 

@@ -13,12 +13,13 @@ from PIL import Image
 
 from pipeline.common.errors import PipelineError
 from pipeline.config import compose
-from pipeline.data import decode_image, load_data
+from pipeline.data.bundle import load_data
+from pipeline.data.images import decode_image
 from pipeline.inference.gradcam import grad_cam, rebuild_net
 from pipeline.inference.prediction import split_overrides
 from pipeline.models import build_model
 from pipeline.predict import main
-from pipeline.tracking.logged import logged_config
+from pipeline.tracking.logged import read_logged
 from pipeline.tracking.models import load_model, model_uri
 from pipeline.tracking.registry import register_champion
 from tests.sweep_store import run_module, sweep_store
@@ -32,7 +33,7 @@ MODEL_NAME = "xray-predict-test"
 def store(tmp_path_factory):
     store = sweep_store(tmp_path_factory.mktemp("sweep"))
     run = store.client.get_run(store.trials["resnet18"][0])
-    register_champion(store.client, MODEL_NAME, run, {"run_id": run.info.run_id})
+    register_champion(store.tracking, MODEL_NAME, run, {"run_id": run.info.run_id})
     return store
 
 
@@ -106,7 +107,7 @@ def test_without_a_champion_or_with_an_unknown_run_the_message_says_what_to_do(s
 def test_the_rebuilt_network_is_the_logged_model(store, images):
     run_id = store.trials["resnet18"][0]
     model = load_model(model_uri(store.client.get_run(run_id)))
-    net = rebuild_net(logged_config(store.client, run_id), model)
+    net = rebuild_net(read_logged(store.tracking, run_id).config, model)
     pixels = torch.from_numpy(np.stack([decode_image(p, 32) for p in images["good"]]))
     with torch.no_grad():
         mine = net(pixels[:, None].float()).softmax(dim=1)
@@ -159,7 +160,7 @@ def test_the_champions_operating_point_decides_the_label(store, images):
     positive = load_data(store.cfg).positive_class
     p = sorted(line["probabilities"][positive] for line in plain)
     threshold = (p[0] + p[1]) / 2  # between the two lowest: a label the argmax may not give
-    register_champion(store.client, name, run, {"run_id": run.info.run_id,
+    register_champion(store.tracking, name, run, {"run_id": run.info.run_id,
                                                 "threshold": repr(threshold)})
     proc = run_module("pipeline.predict", *images["good"], store.overrides[0],
                       f"select.model_name={name}")

@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from pipeline.common.errors import DataError
-from pipeline.data import decode_image
+from pipeline.data.images import decode_image
 from pipeline.evaluate import main
 from pipeline.tracking.models import load_model, model_uri
 from tests.data.xray_files import write_class_tree

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from pipeline.common.errors import ConfigError, DataError, PipelineError
 from pipeline.config import compose
-from pipeline.data import load_data
+from pipeline.data.bundle import load_data
 from pipeline.rerun import main
 from pipeline.runs.rerun import check_data, compare_metrics, data_differences
 from pipeline.tracking.logged import apply_overrides
@@ -83,8 +83,8 @@ def test_other_data_on_disk_stops_the_rerun_saying_what_differs(store):
     # Allowed: the check lets it through (and the re-run is tagged data_changed).
     run = store.client.get_run(run_id)
     other = load_data(compose([*store.overrides, "dataset.num_images=80"]))
-    assert check_data(store.client, run, store.cfg, other, allow_change=True) is False
-    assert check_data(store.client, run, store.cfg, load_data(store.cfg), False) is True
+    assert check_data(store.tracking, run, store.cfg, other, allow_change=True) is False
+    assert check_data(store.tracking, run, store.cfg, load_data(store.cfg), False) is True
 
 
 def test_a_logged_config_takes_key_overrides_but_not_a_new_group(store):

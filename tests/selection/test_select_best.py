@@ -29,8 +29,10 @@ from sklearn.metrics import (
 
 from pipeline.common.errors import PipelineError
 from pipeline.config import compose
-from pipeline.data import decode_image, load_data
+from pipeline.data.bundle import load_data
+from pipeline.data.images import decode_image
 from pipeline.evidence.operating_point import choose_threshold
+from pipeline.runs.context import open_context
 from pipeline.selection.champion import data_overrides, select_champion
 from pipeline.selection.competition import competition
 from tests.sweep_store import BACKBONES, run_module, sweep_store
@@ -212,17 +214,17 @@ def test_no_runs_to_compare_is_one_line_and_exit_2(tmp_path):
 def test_no_runs_of_the_chosen_dataset_names_the_datasets_that_have_some(store):
     cfg = compose([*store.overrides, "select.dataset=covid"])
     with pytest.raises(PipelineError, match=r"no runs to compare.*dataset\(s\) synthetic"):
-        competition(store.client, cfg, lambda: pytest.fail("not needed"))
+        competition(store.tracking, cfg, lambda: pytest.fail("not needed"))
 
 
 def test_runs_of_other_data_without_a_choice_are_listed(store):
     # The store holds trials of two fingerprints; data configured as neither decides nothing.
     cfg = compose([*store.overrides, "dataset.num_images=80"])
     with pytest.raises(PipelineError, match="2 different data fingerprints") as err:
-        competition(store.client, cfg, lambda: load_data(cfg).fingerprint)
+        competition(store.tracking, cfg, lambda: load_data(cfg).fingerprint)
     assert store.fingerprint in str(err.value) and store.decoys["other_data"] in str(err.value)
     chosen = compose([*store.overrides, f"select.fingerprint={store.fingerprint}"])
-    assert competition(store.client, chosen, lambda: "").fingerprint == store.fingerprint
+    assert competition(store.tracking, chosen, lambda: "").fingerprint == store.fingerprint
 
 
 def test_only_dataset_overrides_reach_each_runs_logged_config():
@@ -282,7 +284,8 @@ def test_the_report_renders_in_a_real_browser_with_its_table_and_every_figure(
 @pytest.mark.slow
 def test_an_ensemble_row_is_the_mean_of_the_best_trials(store):
     cfg = compose([*store.overrides, BOOTSTRAP, "select.ensemble=2"])
-    summary = select_champion(cfg, store.overrides, say=lambda *a, **k: None)
+    summary = select_champion(open_context(cfg, data=False), cfg, store.overrides,
+                              say=lambda *a, **k: None)
     row = next(r for r in summary["table"] if r["backbone"] == "ensemble of the top 2")
     members = [best_of(competing_runs(store))]
     rest = [r for r in competing_runs(store) if r.info.run_id != members[0].info.run_id]
@@ -306,7 +309,8 @@ def test_an_ensemble_that_wins_on_validation_is_registered_and_predicts(store, m
     monkeypatch.setattr(ensemble, "validation_score", lambda ev, metric: 2.0)  # it wins
     name = "xray-ensemble-test"
     cfg = compose([*store.overrides, BOOTSTRAP, "select.ensemble=2", f"select.model_name={name}"])
-    summary = select_champion(cfg, store.overrides, say=lambda *a, **k: None)
+    summary = select_champion(open_context(cfg, data=False), cfg, store.overrides,
+                              say=lambda *a, **k: None)
     assert summary["backbone"] == "ensemble of the top 2" and summary["table"][0]["winner"]
     version = store.client.get_model_version_by_alias(name, "champion")
     run = store.client.get_run(version.run_id)

@@ -12,12 +12,11 @@ from mlflow import MlflowClient
 from pipeline.config import compose
 from pipeline.data import load_data
 from pipeline.data.folds import fold_of_rows
-from pipeline.study.loop import run_study
 from pipeline.study.storage import open_study
 from pipeline.tracking.models import load_model, model_uri
 from pipeline.tracking.store import tracking_uri
 from pipeline.training.features.store import features_dir
-from tests.sweep_store import trial_runs
+from tests.sweep_store import run_sweep, trial_runs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,7 +33,7 @@ def test_a_cv_trial_is_one_run_whose_objective_is_the_mean_of_its_folds(tiny_ove
         "backbone.freeze_depth=5", f"sweep.space={space}", "dataset.num_images=120")
     cfg = compose(overrides)
     assert cfg.objective.cv_folds == 3 and cfg.sweep.cv_folds == 3
-    summary = run_study(cfg, overrides, echo=False)
+    summary = run_sweep(cfg, overrides, echo=False)
     assert summary["n_complete"] == 2
     client = MlflowClient(tracking_uri(cfg))
     runs = trial_runs(cfg, summary["study_name"])

@@ -20,11 +20,10 @@ from optuna.trial import TrialState
 import pipeline.study.loop as study_module
 from pipeline.config import PROJECT_ROOT, compose
 from pipeline.study.budget import finished_count
-from pipeline.study.loop import run_study
 from pipeline.study.storage import make_storage, open_study
 from pipeline.tracking.store import tracking_uri
 from pipeline.training.module import ChestXrayModule
-from tests.sweep_store import trial_runs
+from tests.sweep_store import run_sweep, trial_runs
 
 STUDY = "synthetic-resnet18"
 
@@ -141,7 +140,7 @@ def test_out_of_memory_and_cuda_errors_fail_one_trial_each_and_the_next_starts_c
         return real_step(module, batch, batch_idx)
 
     monkeypatch.setattr(ChestXrayModule, "training_step", training_step)
-    summary = run_study(cfg, overrides, echo=False)
+    summary = run_sweep(cfg, overrides, echo=False)
 
     assert (summary["n_fail"], summary["n_complete"]) == (2, 1)
     trials = open_study(cfg).trials
@@ -183,7 +182,7 @@ def test_a_worker_starts_nothing_beyond_n_trials_while_another_runs_the_last(
             other_worker.tell(running, 0.5)
 
     monkeypatch.setattr(study_module, "time", Clock)
-    summary = run_study(cfg, overrides, echo=False)
+    summary = run_sweep(cfg, overrides, echo=False)
     # It waited, and looked again well within a heartbeat interval (a dead worker's trial is
     # retried as soon as its grace period is over).
     assert len(waits) == 1 and 0 < waits[0] <= cfg.sweep.heartbeat_interval

@@ -13,11 +13,10 @@ from optuna.trial import TrialState
 from pipeline.config import compose
 from pipeline.models.catalog import stage_count
 from pipeline.study.baselines import load_recipes
-from pipeline.study.loop import run_study
 from pipeline.study.space import backbone_option, load_space
 from pipeline.study.storage import open_study
 from pipeline.tracking.store import tracking_uri
-from tests.sweep_store import run_module, trial_runs
+from tests.sweep_store import run_module, run_sweep, trial_runs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 JOINT = ("sweep.space=backbones", "sweep.backbones=[resnet18,mobilenet_v2]",
@@ -49,7 +48,7 @@ def test_each_trials_freeze_depth_ranges_over_its_own_backbones_stages():
 def test_a_joint_study_starts_from_the_recipes_and_selects_one_row_per_backbone(tiny_overrides):
     overrides = tiny_overrides(*JOINT, "sweep.n_trials=5")
     cfg = compose(overrides)
-    summary = run_study(cfg, overrides, echo=False)
+    summary = run_sweep(cfg, overrides, echo=False)
     assert summary["study_name"] == "synthetic-all"
     study = open_study(cfg, joint=True)
     trials = sorted(study.trials, key=lambda t: t.number)
@@ -92,7 +91,7 @@ def test_patience_ends_the_study_with_its_reason(tiny_overrides, monkeypatch):
                                "tracking.log_model=false", "sweep.patience=2",
                                "sweep.min_delta=1.0")  # nothing improves by a whole AUROC
     cfg = compose(overrides)
-    summary = run_study(cfg, overrides, echo=False)
+    summary = run_sweep(cfg, overrides, echo=False)
     study = open_study(cfg)
     assert len(study.trials) == 3  # the first sets the best, two more fail to beat it
     assert summary["stop_reason"].startswith("2 finished trials in a row did not improve")
@@ -100,7 +99,7 @@ def test_patience_ends_the_study_with_its_reason(tiny_overrides, monkeypatch):
     assert parent.data.tags["stop_reason"] == summary["stop_reason"]
     assert parent.info.status == "FINISHED"
     # Another worker (or a resume) reads the reason from the study and stops at once.
-    again = run_study(cfg, overrides, echo=False)
+    again = run_sweep(cfg, overrides, echo=False)
     assert again["stop_reason"] == summary["stop_reason"] and len(open_study(cfg).trials) == 3
 
 
@@ -108,6 +107,6 @@ def test_a_target_ends_the_study_once_reached(tiny_overrides):
     overrides = tiny_overrides("sweep.n_trials=6", "sweep.pruner=none", "trainer.max_epochs=1",
                                "tracking.log_model=false", "sweep.target=0.0")
     cfg = compose(overrides)
-    summary = run_study(cfg, overrides, echo=False)
+    summary = run_sweep(cfg, overrides, echo=False)
     assert [t.state for t in open_study(cfg).trials] == [TrialState.COMPLETE]
     assert summary["stop_reason"].startswith("the objective reached sweep.target=0.0")

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.data import clear_memo, load_data
+from pipeline.data.bundle import load_data
 from pipeline.study.budget import finished_count
 from pipeline.study.storage import open_study
 from pipeline.tracking.store import tracking_uri
@@ -69,9 +69,7 @@ def test_a_sweep_killed_at_any_stage_finishes_when_run_again(fault, state_dir, t
     assert len({t.user_attrs["mlflow_run_id"] for t in complete}) == 2
     nothing_left_running(cfg)
     # No torn entry was read: the cache serves what a clean state directory computes.
-    clear_memo()
     fresh = load_data(compose([*overrides, f"state_dir={tmp_path / 'fresh'}"]))
-    clear_memo()
     assert load_data(cfg).fingerprint == fresh.fingerprint
 
 

@@ -16,12 +16,14 @@ from optuna.trial import TrialState
 import pipeline.tracking.search as search
 from pipeline.config import PROJECT_ROOT, compose
 from pipeline.study.bookkeeping import close_orphaned_runs
-from pipeline.study.loop import SweepFailed, run_study
+from pipeline.study.loop import SweepFailed
 from pipeline.study.objective import Objective
 from pipeline.study.storage import open_study
-from pipeline.tracking.store import experiment_id, tracking_uri
+from pipeline.tracking.runs import start_run
+from pipeline.tracking.schema import Role, Tag
+from pipeline.tracking.store import open_store, tracking_uri
 from pipeline.training.module import ChestXrayModule
-from tests.sweep_store import RunSpec, trial_runs, trial_tags, write_runs
+from tests.sweep_store import RunSpec, run_sweep, trial_runs, trial_tags, write_runs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 QUICK = ("tracking.log_model=false", "trainer.max_epochs=1", "sweep.pruner=none")
@@ -37,7 +39,7 @@ def lr_space(tmp_path):
 
 def test_on_random_weights_the_freeze_depth_is_not_searched(tiny_overrides, capsys):
     overrides = tiny_overrides(*QUICK, "sweep.n_trials=2", "sweep.sampler=random")
-    run_study(compose(overrides), overrides)
+    run_sweep(compose(overrides), overrides)
     out = capsys.readouterr().out
     assert "backbone weights are random (backbone.pretrained=false): backbone.freeze_depth " \
            "stays 0" in out and "searches optimizer.lr, dataset.batch_size" in out
@@ -50,7 +52,7 @@ def test_on_random_weights_the_freeze_depth_is_not_searched(tiny_overrides, caps
 def test_with_weights_from_a_file_the_freeze_depth_is_searched(tiny_overrides, resnet18_weights):
     overrides = tiny_overrides(*QUICK, "sweep.n_trials=2", "sweep.sampler=random",
                                f"backbone.weights_path={resnet18_weights}")
-    run_study(compose(overrides), overrides, echo=False)
+    run_sweep(compose(overrides), overrides, echo=False)
     trials = open_study(compose(overrides)).trials
     assert all("backbone.freeze_depth" in t.params for t in trials)
 
@@ -70,7 +72,7 @@ def test_the_pruner_budget_is_the_epochs_trials_run(state_dir, monkeypatch):
         # The base config says 10 epochs, the default space's fixed part 8, the command line 3.
         assert compose(overrides).trainer.max_epochs == (10 if not more else 3)
         with pytest.raises(SweepFailed):  # no trial asked for: nothing to stand on
-            run_study(compose(overrides), overrides, echo=False)
+            run_sweep(compose(overrides), overrides, echo=False)
         assert budgets[-1] == expected
 
 
@@ -82,7 +84,7 @@ def test_a_bug_inside_a_trial_stops_the_sweep_with_its_traceback(tiny_overrides,
     overrides = tiny_overrides(*QUICK, "sweep.n_trials=3")
     cfg = compose(overrides)
     with pytest.raises(KeyError, match="a bug"):
-        run_study(cfg, overrides, echo=False)
+        run_sweep(cfg, overrides, echo=False)
     trials = open_study(cfg).trials
     assert [t.state for t in trials] == [TrialState.FAIL]  # nothing more was tried
     (run,) = trial_runs(cfg, "synthetic-resnet18")
@@ -107,7 +109,7 @@ def test_the_same_failure_k_times_in_a_row_stops_the_sweep(tiny_overrides, lr_sp
                                "optimizer.lr=1e30", "sweep.max_consecutive_failures=2")
     cfg = compose(overrides)
     with pytest.raises(SweepFailed, match="2 consecutive trials failed with the same error") as err:
-        run_study(cfg, overrides, echo=False)
+        run_sweep(cfg, overrides, echo=False)
     assert "loss became" in str(err.value)
     assert err.value.summary["stop_reason"] == str(err.value)
     assert len(open_study(cfg).trials) == 2  # the budget of 6 was not burnt
@@ -120,17 +122,17 @@ def test_the_same_failure_k_times_in_a_row_stops_the_sweep(tiny_overrides, lr_sp
 def test_orphaned_trial_runs_are_found_past_one_page(tiny_overrides, monkeypatch):
     cfg = compose(tiny_overrides())
     study = open_study(cfg)
-    client = MlflowClient(tracking_uri(cfg))
-    exp = experiment_id(cfg, client)
-    parent = client.create_run(exp, tags={"role": "study", "study_name": study.study_name})
-    specs = [RunSpec({**trial_tags("resnet18", n), "mlflow.parentRunId": parent.info.run_id},
-                     status="RUNNING") for n in range(25)]
-    write_runs(client, exp, specs)
+    store = open_store(cfg)
+    client = store.client
+    parent = start_run(store, Role.STUDY, study_name=study.study_name)  # its worker died
+    specs = [RunSpec({**trial_tags("resnet18", n), Tag.PARENT: parent}, status="RUNNING")
+             for n in range(25)]
+    write_runs(store, specs)
     monkeypatch.setattr(search, "PAGE_SIZE", 10)  # three pages
-    assert close_orphaned_runs(cfg, study, client) == 25
+    assert close_orphaned_runs(store, study) == 25
     statuses = {client.get_run(s.run_id).info.status for s in specs}
     assert statuses == {"KILLED"}
-    assert client.get_run(parent.info.run_id).info.status == "KILLED"  # its dead worker's
+    assert client.get_run(parent).info.status == "KILLED"  # its dead worker's
 
 
 @pytest.mark.slow
@@ -148,7 +150,7 @@ def test_one_sampler_per_worker_and_a_study_repeats_from_its_seed(tmp_path, monk
         overrides = [f"state_dir={tmp_path / name}", "backbone=resnet18", "dataset.image_size=32",
                      "dataset.num_images=96", "trainer.progress_bar=false", *QUICK,
                      "sweep.n_trials=3", "sweep.startup_trials=1"]
-        run_study(compose(overrides), overrides, echo=False)
+        run_sweep(compose(overrides), overrides, echo=False)
         params.append([t.params for t in open_study(compose(overrides)).trials])
     assert len({id(s) for s in samplers[:3]}) == 1 and samplers[0] is not samplers[3]
     assert isinstance(samplers[0], optuna.samplers.TPESampler)
@@ -159,8 +161,8 @@ def test_running_the_same_command_again_draws_new_values(tiny_overrides):
     """A second invocation adds trials: seeded like the first, it would draw the first one's
     values again and spend its budget on repeats."""
     overrides = tiny_overrides(*QUICK, "sweep.n_trials=1", "sweep.sampler=random")
-    run_study(compose(overrides), overrides, echo=False)
+    run_sweep(compose(overrides), overrides, echo=False)
     overrides = tiny_overrides(*QUICK, "sweep.n_trials=2", "sweep.sampler=random")
-    run_study(compose(overrides), overrides, echo=False)
+    run_sweep(compose(overrides), overrides, echo=False)
     first, second = (t.params for t in open_study(compose(overrides)).trials)
     assert first["optimizer.lr"] != second["optimizer.lr"]

@@ -14,11 +14,10 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.study.loop import run_study
 from pipeline.study.storage import open_study
 from pipeline.tracking.store import tracking_uri
 from pipeline.training.module import ChestXrayModule
-from tests.sweep_store import trial_runs
+from tests.sweep_store import run_sweep, trial_runs
 
 TINY_SWEEP = ("tracking.log_model=false", "sweep.sampler=random")
 
@@ -39,7 +38,7 @@ def sweep(tiny_overrides):
 
 def test_a_study_matches_its_mlflow_children_and_resumes_to_the_total(sweep):
     cfg, overrides = sweep("sweep.n_trials=3")
-    first = run_study(cfg, overrides, echo=False)
+    first = run_sweep(cfg, overrides, echo=False)
     study = open_study(cfg)
     assert len(study.trials) == 3
     assert first["n_complete"] + first["n_pruned"] + first["n_fail"] == 3
@@ -60,7 +59,7 @@ def test_a_study_matches_its_mlflow_children_and_resumes_to_the_total(sweep):
 
     # Resume: the same command with a larger total adds trials, never repeats a number.
     cfg, overrides = sweep("sweep.n_trials=5")
-    second = run_study(cfg, overrides, echo=False)
+    second = run_sweep(cfg, overrides, echo=False)
     study = open_study(cfg)
     numbers = [t.number for t in study.trials]
     assert sorted(numbers) == list(range(5))
@@ -87,14 +86,14 @@ def test_a_study_matches_its_mlflow_children_and_resumes_to_the_total(sweep):
     assert best.data.metrics["best_val_auroc"] == pytest.approx(second["best_value"])
 
     # Run again at the same total: nothing left to do, nothing re-run.
-    third = run_study(cfg, overrides, echo=False)
+    third = run_sweep(cfg, overrides, echo=False)
     assert len(open_study(cfg).trials) == 5 and third["best_value"] == second["best_value"]
 
 
 def test_a_failing_trial_is_fail_and_the_sweep_goes_on(sweep):
     cfg, overrides = sweep("sweep.n_trials=2", "optimizer=sgd", "sweep.pruner=none")
     open_study(cfg).enqueue_trial({"optimizer.lr": 1e30})  # a loss that overflows at once
-    summary = run_study(cfg, overrides, echo=False)
+    summary = run_sweep(cfg, overrides, echo=False)
     assert summary["n_fail"] == 1 and summary["n_complete"] == 1
     trials = open_study(cfg).trials
     assert trials[0].state == TrialState.FAIL and trials[1].state == TrialState.COMPLETE
@@ -134,7 +133,7 @@ def test_hopeless_trials_are_pruned(sweep, monkeypatch):
         "sweep.pruner_warmup_epochs=0", "trainer.early_stopping_patience=null",
     )
     scripted_val_auroc(monkeypatch)
-    summary = run_study(cfg, overrides, echo=False)
+    summary = run_sweep(cfg, overrides, echo=False)
     # Trial 0 completes; trials 1 and 2 fall below its first epoch and are pruned at once.
     assert (summary["n_complete"], summary["n_pruned"], summary["n_fail"]) == (1, 2, 0)
     trials = {t.number: t for t in open_study(cfg).trials}
@@ -185,7 +184,7 @@ def test_ctrl_c_ends_the_trial_cleanly_and_a_resume_finishes(sweep, tiny_overrid
     assert parent.info.status == "KILLED"
 
     cfg, overrides = sweep("sweep.n_trials=2", "sweep.pruner=none")
-    summary = run_study(cfg, overrides, echo=False)
+    summary = run_sweep(cfg, overrides, echo=False)
     assert summary["n_complete"] == 2 and summary["n_fail"] == 1
     assert len(trial_runs(cfg, "synthetic-resnet18")) == 3
 

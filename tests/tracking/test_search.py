@@ -4,6 +4,7 @@ listing every run."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,8 +13,9 @@ from mlflow import MlflowClient
 from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.config import compose
 from pipeline.selection.competition import candidates, competition
+from pipeline.tracking.schema import Role, State, Tag
 from pipeline.tracking.search import order_by, quote, where
-from pipeline.tracking.store import experiment_id, tracking_uri
+from pipeline.tracking.store import open_store
 from tests.sweep_store import RunSpec, trial_tags, write_runs
 
 FP = "feedfacecafebeef"
@@ -41,7 +43,8 @@ def big_store_specs(other_exp: str, n_total: int = 5000) -> list[RunSpec]:
     """Competing trials (4 backbones; ties on val_auroc broken by val_loss), their pruned and
     failed siblings, and decoys of every kind that would win if they competed."""
     rng = np.random.default_rng(0)
-    same = {"dataset": "synthetic", "data_fingerprint": FP, "image_size": "32", "seed": "42"}
+    same = {Tag.DATASET: "synthetic", Tag.DATA_FINGERPRINT: FP, Tag.IMAGE_SIZE: "32",
+            Tag.SEED: "42"}
     specs = []
     for b, backbone in enumerate(BACKBONES):
         for n in range(40):
@@ -54,17 +57,18 @@ def big_store_specs(other_exp: str, n_total: int = 5000) -> list[RunSpec]:
         for n, loss in enumerate((0.30, 0.20, 0.25)):  # a three-way tie at the top
             specs.append(RunSpec({**same, **trial_tags(backbone, 50 + n)},
                                  {"best_val_auroc": 0.95 - b / 100, "best_val_loss": loss}))
-        specs += [RunSpec({**same, **trial_tags(backbone, 60 + n, "PRUNED")}, WINS)
+        specs += [RunSpec({**same, **trial_tags(backbone, 60 + n, State.PRUNED)}, WINS)
                   for n in range(10 + b)]
-        specs += [RunSpec({**same, **trial_tags(backbone, 80 + n, "FAIL")},
+        specs += [RunSpec({**same, **trial_tags(backbone, 80 + n, State.FAIL)},
                           WINS, "FAILED") for n in range(3)]
     decoys = [
-        {"role": "rerun", "state": "COMPLETE"},
-        {"role": "train", "state": "COMPLETE"},
-        {"role": "selection"},
-        {"role": "study"},
-        {**trial_tags("resnet18", 0), "data_fingerprint": "0000000000000000"},
-        {**trial_tags("resnet18", 0), "dataset": "covid", "data_fingerprint": "1111111111111111"},
+        {Tag.ROLE: Role.RERUN, Tag.STATE: State.COMPLETE},
+        {Tag.ROLE: Role.TRAIN, Tag.STATE: State.COMPLETE},
+        {Tag.ROLE: Role.SELECTION},
+        {Tag.ROLE: Role.STUDY},
+        {**trial_tags("resnet18", 0), Tag.DATA_FINGERPRINT: "0000000000000000"},
+        {**trial_tags("resnet18", 0), Tag.DATASET: "covid",
+         Tag.DATA_FINGERPRINT: "1111111111111111"},
         {**trial_tags("resnet18", 0), "status_is": "RUNNING"},  # a trial still running
         {**trial_tags("resnet18", 0), "other_experiment": "1"},
     ]
@@ -74,7 +78,7 @@ def big_store_specs(other_exp: str, n_total: int = 5000) -> list[RunSpec]:
         status = "RUNNING" if extra.pop("status_is", None) else "FINISHED"
         exp = other_exp if extra.pop("other_experiment", None) else None
         backbone = BACKBONES[(i // len(decoys)) % len(BACKBONES)]  # every decoy, every backbone
-        specs.append(RunSpec({**same, **extra, "backbone": backbone}, WINS, status, exp))
+        specs.append(RunSpec({**same, **extra, Tag.BACKBONE: backbone}, WINS, status, exp))
         i += 1
     return specs
 
@@ -98,21 +102,22 @@ def expected_best(specs: list[RunSpec], exp: str) -> dict[str, tuple[str, float]
 @pytest.mark.parametrize("n_total", [300, pytest.param(5000, marks=pytest.mark.slow)])
 def test_a_big_store_is_searched_without_listing_every_run(tmp_path, n_total):
     cfg = compose([f"state_dir={tmp_path}"])
-    client = MlflowClient(tracking_uri(cfg))
-    exp = experiment_id(cfg, client)
+    store = open_store(cfg)
+    client, exp = store.client, store.experiment_id
     other = client.create_experiment("elsewhere")
     specs = big_store_specs(other, n_total)
     started = time.perf_counter()
-    write_runs(client, exp, specs)
+    write_runs(store, specs)
     built = time.perf_counter() - started
     assert len(specs) == n_total
     sample = client.get_run(specs[0].run_id)  # the rows read back as ordinary runs
     assert sample.data.tags["backbone"] == "resnet18" and "val_auroc" in sample.data.metrics
 
     counting = CountingClient(client)
+    searching = replace(store, client=counting)
     started = time.perf_counter()
-    comp = competition(counting, cfg, configured_fingerprint=lambda: FP)
-    ranked = candidates(counting, comp)
+    comp = competition(searching, cfg, configured_fingerprint=lambda: FP)
+    ranked = candidates(searching, comp)
     took = time.perf_counter() - started
     print(f"store of {len(specs)} runs written in {built:.1f} s; "
           f"selection search {took:.2f} s in {len(counting.searches)} searches")
@@ -132,25 +137,27 @@ def test_a_big_store_is_searched_without_listing_every_run(tmp_path, n_total):
 
 def test_with_several_fingerprints_the_configured_data_decides(tmp_path):
     cfg = compose([f"state_dir={tmp_path}"])
-    client = MlflowClient(tracking_uri(cfg))
-    exp = experiment_id(cfg, client)
-    specs = [RunSpec({"dataset": "synthetic", "data_fingerprint": fp, "backbone": "resnet18",
-                      **trial_tags("resnet18", n)}, {"best_val_auroc": 0.5, "best_val_loss": 1.0})
+    store = open_store(cfg)
+    specs = [RunSpec({Tag.DATASET: "synthetic", Tag.DATA_FINGERPRINT: fp,
+                      Tag.BACKBONE: "resnet18", **trial_tags("resnet18", n)},
+                     {"best_val_auroc": 0.5, "best_val_loss": 1.0})
              for n, fp in enumerate((FP, "0000000000000000"))]
-    write_runs(client, exp, specs)
-    assert competition(client, cfg, lambda: FP).fingerprint == FP
+    write_runs(store, specs)
+    assert competition(store, cfg, lambda: FP).fingerprint == FP
     with pytest.raises(PipelineError, match=r"2 different data fingerprints") as err:
-        competition(client, cfg, lambda: "ffffffffffffffff")
+        competition(store, cfg, lambda: "ffffffffffffffff")
     assert FP in str(err.value) and "0000000000000000" in str(err.value)
     assert "select.fingerprint=" in str(err.value)
     chosen = compose([f"state_dir={tmp_path}", "select.fingerprint=0000000000000000"])
-    assert competition(client, chosen, lambda: pytest.fail("not needed")).fingerprint == (
+    assert competition(store, chosen, lambda: pytest.fail("not needed")).fingerprint == (
         "0000000000000000")
 
 
 def test_filter_strings_quote_values_and_order_best_first():
     assert where("attributes.status = 'FINISHED'", role="trial", dataset=None) == (
         "attributes.status = 'FINISHED' AND tags.role = 'trial'")
+    with pytest.raises(ValueError, match="is not a valid Tag"):  # a tag key the protocol lacks
+        where(rolle="trial")
     assert quote("it's") == '"it\'s"'
     with pytest.raises(ConfigError):
         quote("both ' and \"")

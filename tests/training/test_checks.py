@@ -12,6 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline.config import PROJECT_ROOT, ConfigError, compose
+from pipeline.runs.context import open_context
 from pipeline.runs.training_run import run_training
 from pipeline.tracking.store import tracking_uri
 from pipeline.training.checks import DoubleBalancingWarning, check_training
@@ -44,8 +45,8 @@ def test_train_refuses_to_freeze_random_weights_and_names_the_fix(tiny_overrides
 
 def test_a_trial_that_samples_frozen_random_weights_fails_as_a_run(tiny_overrides):
     """Inside a sweep the same refusal is a bad sampled config: the trial's run is FAILED."""
-    result = run_training(compose(tiny_overrides("backbone.freeze_depth=3",
-                                                 "tracking.log_model=false")))
+    cfg = compose(tiny_overrides("backbone.freeze_depth=3", "tracking.log_model=false"))
+    result = run_training(open_context(cfg), cfg)
     assert result.state == "FAIL" and "would freeze 3 stage(s)" in result.error
 
 
@@ -53,12 +54,12 @@ def test_frozen_stages_of_weights_from_a_file_train(tiny_overrides, resnet18_wei
     cfg = compose(tiny_overrides("backbone.freeze_depth=3", "tracking.log_model=false",
                                  "trainer.max_epochs=1",
                                  f"backbone.weights_path={resnet18_weights}"))
-    assert run_training(cfg).state == "COMPLETE"
+    assert run_training(open_context(cfg), cfg).state == "COMPLETE"
 
 
 def test_imagenet_weights_that_cannot_be_had_stop_the_run_naming_both_ways_out(tiny_overrides):
     cfg = compose(tiny_overrides("backbone.pretrained=true", "tracking.log_model=false"))
-    result = run_training(cfg)
+    result = run_training(open_context(cfg), cfg)
     assert result.state == "FAIL"
     assert "backbone.weights_path" in result.error and "backbone.pretrained=false" in result.error
     run = MlflowClient(tracking_uri(cfg)).get_run(result.run_id)
@@ -67,7 +68,7 @@ def test_imagenet_weights_that_cannot_be_had_stop_the_run_naming_both_ways_out(t
 
 def test_supcon_on_identical_views_is_refused(tiny_overrides):
     cfg = compose(tiny_overrides("loss=supcon", "augmentation=none", "tracking.log_model=false"))
-    result = run_training(cfg)
+    result = run_training(open_context(cfg), cfg)
     assert result.state == "FAIL"
     assert "augmentation=light" in result.error and "identical" in result.error
 

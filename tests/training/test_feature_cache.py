@@ -19,8 +19,10 @@ import torch
 
 from pipeline.common.errors import ConfigError
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.data import ChestXrayDataModule, load_data
+from pipeline.data.bundle import load_data
+from pipeline.data.datamodule import ChestXrayDataModule
 from pipeline.models import build_model
+from pipeline.runs.context import open_context
 from pipeline.runs.training_run import run_training
 from pipeline.tracking.store import tracking_uri
 from pipeline.training.features.inputs import inputs_for
@@ -41,10 +43,12 @@ def test_cached_training_equals_uncached(tiny_overrides, state_dir, depth, augme
     common = tiny_overrides(f"backbone.freeze_depth={depth}", f"augmentation={augmentation}",
                             f"backbone.weights_path={resnet18_weights}",
                             "tracking.log_model=false", "evaluate_test=true")
-    plain = run_training(compose([*common, "trainer.feature_cache=false"]))
+    plain_cfg = compose([*common, "trainer.feature_cache=false"])
+    ctx = open_context(plain_cfg)  # as a sweep's trials: one store, one bundle
+    plain = run_training(ctx, plain_cfg)
     assert not _entries(state_dir)
     cached_cfg = compose([*common, "trainer.feature_cache=true"])
-    cached = run_training(cached_cfg)
+    cached = run_training(ctx, cached_cfg)
     assert plain.state == cached.state == "COMPLETE", (plain.error, cached.error)
     assert set(plain.metrics) == set(cached.metrics)
     for name, value in plain.metrics.items():
@@ -58,7 +62,7 @@ def test_cached_training_equals_uncached(tiny_overrides, state_dir, depth, augme
     assert splits == ({"train", "val", "test"} if use == "train+eval" else {"val", "test"})
     assert all(f"-d{depth}-s32-" in name for name in entries)
     if use == "train+eval":  # a later trial reads the entries instead of computing them again
-        again = run_training(cached_cfg)
+        again = run_training(ctx, cached_cfg)
         assert again.metrics == cached.metrics
         assert _entries(state_dir) == entries
 
@@ -137,7 +141,7 @@ CHILD = textwrap.dedent("""
     torch.set_num_threads(1)
     import pipeline.training.features.store as features
     from pipeline.config import compose
-    from pipeline.data import load_data
+    from pipeline.data.bundle import load_data
     from pipeline.training.features.store import FeatureStore
     from pipeline.models import build_model
 

@@ -14,7 +14,9 @@ from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.data import ChestXrayDataModule, load_data
+from pipeline.data.bundle import load_data
+from pipeline.data.datamodule import ChestXrayDataModule
+from pipeline.runs.context import open_context
 from pipeline.runs.training_run import run_training
 from pipeline.tracking.store import tracking_uri
 
@@ -53,7 +55,7 @@ def _client(cfg) -> MlflowClient:
 
 def test_a_training_logs_metrics_artifacts_and_a_model_that_predicts_the_same(tiny_overrides):
     cfg = compose(tiny_overrides("evaluate_test=true", "dataset.num_classes=2"))
-    result = run_training(cfg)
+    result = run_training(open_context(cfg), cfg)
     assert result.state == "COMPLETE", result.error
     client = _client(cfg)
     run = client.get_run(result.run_id)
@@ -93,14 +95,15 @@ def test_a_training_logs_metrics_artifacts_and_a_model_that_predicts_the_same(ti
 
 def test_same_seed_on_cpu_repeats_to_the_last_digit(tiny_overrides):
     cfg = compose(tiny_overrides("tracking.log_model=false", "augmentation=light"))
-    first, second = run_training(cfg), run_training(cfg)
+    ctx = open_context(cfg)  # as a sweep's trials: one store, one bundle
+    first, second = run_training(ctx, cfg), run_training(ctx, cfg)
     assert first.state == second.state == "COMPLETE"
     assert first.metrics == second.metrics
 
 
 def test_a_non_finite_loss_fails_the_run_with_the_reason(tiny_overrides):
     cfg = compose(tiny_overrides("optimizer=sgd", "optimizer.lr=1e30", "tracking.log_model=false"))
-    result = run_training(cfg)
+    result = run_training(open_context(cfg), cfg)
     assert result.state == "FAIL"
     run = _client(cfg).get_run(result.run_id)
     assert run.info.status == "FAILED"
@@ -111,7 +114,7 @@ def test_a_non_finite_loss_fails_the_run_with_the_reason(tiny_overrides):
 def test_supcon_trains_in_both_modes(tiny_overrides, mode):
     cfg = compose(tiny_overrides("loss=supcon", f"loss.mode={mode}", "loss.pretrain_epochs=1",
                                  "augmentation=light", "tracking.log_model=false"))
-    result = run_training(cfg)
+    result = run_training(open_context(cfg), cfg)
     assert result.state == "COMPLETE", result.error
     client = _client(cfg)
     run = client.get_run(result.run_id)
@@ -132,7 +135,7 @@ def test_freeze_depth_counts_trainable_parameters(tiny_overrides, resnet18_weigh
     cfg = compose(tiny_overrides("backbone.freeze_depth=5", "tracking.log_model=false",
                                  "trainer.max_epochs=1",
                                  f"backbone.weights_path={resnet18_weights}"))
-    result = run_training(cfg)
+    result = run_training(open_context(cfg), cfg)
     run = _client(cfg).get_run(result.run_id)
     assert 0 < run.data.metrics["trainable_params"] < run.data.metrics["total_params"] / 100
 
