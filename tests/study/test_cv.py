@@ -10,7 +10,7 @@ import torch
 from mlflow import MlflowClient
 
 from pipeline.config import compose
-from pipeline.data import load_data
+from pipeline.data.bundle import load_data
 from pipeline.data.folds import fold_of_rows
 from pipeline.study.storage import open_study
 from pipeline.tracking.models import load_model, model_uri
