@@ -16,6 +16,7 @@ from pipeline.common.errors import ConfigError
 from pipeline.config import compose
 from pipeline.runs.context import open_context
 from pipeline.runs.rerun import format_rows, rerun
+from pipeline.tracking.schema import State
 from pipeline.training.signals import graceful_interrupts
 
 USAGE = "usage: python -m pipeline.rerun RUN_ID [key=value ...]"
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> int:
     print(format_rows(outcome.rows), flush=True)
     print_json_line({"run_id": result.run_id, "rerun_of": run_id,
                      "max_abs_diff": outcome.max_abs_diff})
-    return 0 if result.state == "COMPLETE" else 1
+    return 0 if result.state == State.COMPLETE else 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pipeline.common.cli import print_json_line, run
 from pipeline.config import compose
 from pipeline.runs.context import open_context
 from pipeline.runs.training_run import run_training
+from pipeline.tracking.schema import State
 from pipeline.training.checks import refuse_bad_settings
 from pipeline.training.signals import graceful_interrupts
 
@@ -27,7 +28,7 @@ def main(argv: list[str]) -> int:
     if result.error:
         print(f"error: {result.error}", file=sys.stderr, flush=True)
     print_json_line({"run_id": result.run_id, "status": result.status, "metrics": result.metrics})
-    return 0 if result.state == "COMPLETE" else 1
+    return 0 if result.state == State.COMPLETE else 1
 
 
 if __name__ == "__main__":

@@ -94,6 +94,7 @@ def bench_bare(state: Path, profile: Profile) -> dict[str, Any]:
     from pipeline.config import compose
     from pipeline.runs.context import open_context
     from pipeline.runs.training_run import run_training
+    from pipeline.tracking.schema import State
 
     overrides = [*base_overrides(state, profile), *profile.bare_overrides,
                  f"trainer.max_epochs={profile.bare_epochs}",
@@ -114,7 +115,7 @@ def bench_bare(state: Path, profile: Profile) -> dict[str, Any]:
             bare = BareLoop(cfg, ctx.bundle)
             timer = _epoch_timer(bare.epoch)
         result = run_training(ctx, cfg, run_name="bench-pipeline", callbacks=[timer])
-        if result.state != "COMPLETE":
+        if result.state != State.COMPLETE:
             raise RuntimeError(f"pipeline run failed: {result.error}")
         startups.append((timer.first_start or timer.created) - timer.created)
         if not round_:

@@ -75,6 +75,7 @@ def bench_features(state: Path, profile: Profile) -> dict[str, Any]:
     from pipeline.models.catalog import stage_count
     from pipeline.runs.context import open_context
     from pipeline.runs.training_run import run_training
+    from pipeline.tracking.schema import State
 
     base = [*base_overrides(state, profile), *profile.feature_overrides, "augmentation=none",
             "trainer.early_stopping_patience=null"]
@@ -97,7 +98,7 @@ def bench_features(state: Path, profile: Profile) -> dict[str, Any]:
             cfg = compose([*base, f"optimizer.lr={lr:.6g}", f"trainer.feature_cache={cache}"])
             result = run_training(ctx, cfg, run_name=f"bench-features-{cache}-{i}")
             wall[cache] += time.perf_counter() - start
-            if result.state != "COMPLETE" or result.objective is None:
+            if result.state != State.COMPLETE or result.objective is None:
                 raise RuntimeError(f"feature-cache trial failed: {result.error}")
             values[cache].append(float(result.objective))
         say(f"trial {i + 1}/{len(lrs)} lr={lr:.3g}: {values['false'][-1]:.4f} uncached, "

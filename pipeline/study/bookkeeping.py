@@ -18,7 +18,7 @@ from pipeline.study.budget import STATE_NAMES
 from pipeline.study.space import SearchSpace
 from pipeline.study.summary import best_trial, state_counts
 from pipeline.tracking.runs import process_alive, store_full, terminate
-from pipeline.tracking.schema import BEST_PARAM, KILLED, RUNNING, Role, Tag
+from pipeline.tracking.schema import BEST_PARAM, RUNNING, Role, Status, Tag
 from pipeline.tracking.search import where
 from pipeline.tracking.store import Store
 
@@ -36,7 +36,7 @@ def close_orphaned_runs(store: Store, study: optuna.Study) -> int:
         number = int(run.data.tags.get(Tag.OPTUNA_TRIAL, -1))
         state = states.get(number, TrialState.FAIL)
         if state != TrialState.RUNNING:
-            terminate(store, run.info.run_id, KILLED,
+            terminate(store, run.info.run_id, Status.KILLED,
                       {Tag.STATE: STATE_NAMES[state], Tag.ERROR: DIED})
             closed += 1
             parent = run.data.tags.get(Tag.PARENT)
@@ -63,9 +63,9 @@ def live_workers(store: Store, name: str) -> int:
 
 
 def _close_parent(store: Store, run_id: str) -> int:
-    if store.get_run(run_id).info.status != "RUNNING":
+    if store.get_run(run_id).info.status != Status.RUNNING:
         return 0
-    terminate(store, run_id, KILLED, {Tag.ERROR: "the worker of this study run died"})
+    terminate(store, run_id, Status.KILLED, {Tag.ERROR: "the worker of this study run died"})
     return 1
 
 

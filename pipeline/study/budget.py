@@ -8,9 +8,12 @@ import warnings
 import optuna
 from optuna.trial import TrialState
 
+from pipeline.tracking.schema import State
+
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-STATE_NAMES = {TrialState.COMPLETE: "COMPLETE", TrialState.PRUNED: "PRUNED",
-               TrialState.FAIL: "FAIL", TrialState.RUNNING: "RUNNING",
+# A trial's state as its run's state tag says it (and Optuna's own name for a trial not ended).
+STATE_NAMES = {TrialState.COMPLETE: State.COMPLETE, TrialState.PRUNED: State.PRUNED,
+               TrialState.FAIL: State.FAIL, TrialState.RUNNING: "RUNNING",
                TrialState.WAITING: "WAITING"}
 
 

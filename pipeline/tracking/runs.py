@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 from pipeline.common.errors import one_line
 from pipeline.tracking.schema import (
     CLOSED_WHEN_DEAD,
-    KILLED,
     RUN_STATUS,
     RUNNING,
     TRAINING_ROLES,
     Role,
     State,
+    Status,
     Tag,
     tags_of,
 )
@@ -111,12 +111,12 @@ def end_tags(state: State, error: str | None = None) -> dict[Tag, str]:
     return tags
 
 
-def terminate(store: Store, run_id: str, status: str, tags: Mapping[Tag, str] | None = None
+def terminate(store: Store, run_id: str, status: Status, tags: Mapping[Tag, str] | None = None
               ) -> None:
     """The one place a run ends: its closing tags, then its MLflow status."""
     for key, value in (tags or {}).items():
         store.client.set_tag(run_id, str(Tag(key)), str(value))
-    store.client.set_terminated(run_id, status=status)
+    store.client.set_terminated(run_id, status=str(Status(status)))
 
 
 def failure_text(exc: BaseException, uri: str) -> str:
@@ -157,7 +157,7 @@ def close_dead_runs(store: Store, roles: tuple[Role, ...] = CLOSED_WHEN_DEAD) ->
     for run in found:
         tags = run.data.tags
         if tags.get(Tag.ROLE) in roles and not process_alive(tags.get(Tag.PID, "")):
-            terminate(store, run.info.run_id, KILLED, end_tags(
+            terminate(store, run.info.run_id, Status.KILLED, end_tags(
                 State.INTERRUPTED,
                 f"its process (pid {tags.get(Tag.PID)}) died before the run ended"))
             closed += 1

@@ -103,16 +103,24 @@ class State(StrEnum):
     INTERRUPTED = "INTERRUPTED"
 
 
+class Status(StrEnum):
+    """MLflow's own status of a run."""
+
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+
 # The MLflow status each state closes with. A pruned trial ended as designed: FINISHED (as
 # optuna-integration's MLflowCallback logs it), its state tag PRUNED; KILLED is left to runs that
 # were stopped (Ctrl-C, a dead process).
-RUN_STATUS = {State.COMPLETE: "FINISHED", State.PRUNED: "FINISHED", State.FAIL: "FAILED",
-              State.INTERRUPTED: "KILLED"}
-KILLED = RUN_STATUS[State.INTERRUPTED]
+RUN_STATUS = {State.COMPLETE: Status.FINISHED, State.PRUNED: Status.FINISHED,
+              State.FAIL: Status.FAILED, State.INTERRUPTED: Status.KILLED}
 
 # Filter strings of the runs still open and of the runs that ended as designed.
-RUNNING = "attributes.status = 'RUNNING'"
-FINISHED = "attributes.status = 'FINISHED'"
+RUNNING = f"attributes.status = '{Status.RUNNING}'"
+FINISHED = f"attributes.status = '{Status.FINISHED}'"
 
 
 def tags_of(tags: Mapping[str, object]) -> dict[str, str]:

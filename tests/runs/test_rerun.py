@@ -15,7 +15,8 @@ from pipeline.config import compose
 from pipeline.data.bundle import load_data
 from pipeline.rerun import main
 from pipeline.runs.rerun import check_data, compare_metrics, data_differences
-from pipeline.tracking.logged import apply_overrides
+from pipeline.tracking.logged import apply_overrides, local_config, read_logged
+from pipeline.tracking.schema import Role, Tag
 from tests.sweep_store import run_module, sweep_store
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -98,6 +99,32 @@ def test_a_logged_config_takes_key_overrides_but_not_a_new_group(store):
         apply_overrides(cfg, ["trainer.nope=1"])
     with pytest.raises(ConfigError, match="bad override"):
         apply_overrides(cfg, ["trainer.max_epochs"])
+
+
+def test_a_logged_config_is_used_as_logged_and_a_key_it_lacks_is_named(store, tmp_path):
+    original = store.client.get_run(store.trials["resnet18"][1])
+    logged = read_logged(store.tracking, original)
+    local = local_config(logged, compose([f"state_dir={tmp_path}"]), ["trainer.max_epochs=3"])
+    assert local.state_dir == str(tmp_path) and local.trainer.max_epochs == 3
+    expected = OmegaConf.to_container(logged.config)
+    got = OmegaConf.to_container(local)
+    for key in ("state_dir", "tracking", "trainer"):
+        expected.pop(key), got.pop(key)
+    assert got == expected  # every other key as logged, nothing filled in from conf/
+
+    # A run logged before the objective group existed: a re-run names the key, in one line.
+    old = OmegaConf.to_container(logged.config)
+    del old["objective"]
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(old))
+    tags = {key: original.data.tags[key] for key in (
+        Tag.BACKBONE, Tag.DATASET, Tag.DATA_FINGERPRINT, Tag.IMAGE_SIZE, Tag.SEED)}
+    with store.tracking.open_run(Role.TRAIN, **tags) as run:
+        store.tracking.log_artifacts(run.id, tmp_path)
+    with pytest.raises(ConfigError) as err:
+        main([run.id, store.overrides[0]])
+    message = str(err.value)
+    assert "\n" not in message and "logged config has no objective, which this code reads" in (
+        message)
 
 
 def test_manifest_differences_are_counted_in_words():
