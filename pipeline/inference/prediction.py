@@ -44,10 +44,10 @@ def resolve_model(store: Store, cfg: DictConfig, spec: str
         name = str(cfg.select.model_name)
         version = champion_version(store, name)
         threshold = version.tags.get(VersionTag.THRESHOLD)
-        return (load_model(champion_uri(name)), str(version.run_id),
+        return (load_model(champion_uri(name), store.uri), str(version.run_id),
                 float(threshold) if threshold else None)
     run = store.get_run(spec)
-    return load_model(model_uri(run)), run.info.run_id, None
+    return load_model(model_uri(run), store.uri), run.info.run_id, None
 
 
 @dataclass

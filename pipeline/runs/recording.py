@@ -114,5 +114,5 @@ def record_fit(cfg: DictConfig, bundle: DataBundle, store: Store, run_id: str,
         store.log_artifacts(run_id, tmp)
     fault_point("log_model")
     if cfg.tracking.get("log_model", True):
-        log_model([fitted.net], bundle, run_id)
+        log_model([fitted.net], bundle, run_id, store.uri)
     return fitted.metrics

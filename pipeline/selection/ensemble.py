@@ -87,5 +87,6 @@ def register_run(store: Store, comp: Competition, cand: Candidate, ev: Evaluatio
         store.log(run.id, metrics={f"ensemble_{comp.metric}": cand.value})
         positive = ev.classes[ev.positive_index] if ev.positive_index is not None else None
         log_ensemble(run.id, [model_uri(m) for m in cand.members], ev.classes,
-                     int(ev.pixels.shape[-1]) if ev.pixels is not None else 224, positive)
+                     int(ev.pixels.shape[-1]) if ev.pixels is not None else 224, positive,
+                     store.uri)
     return store.get_run(run.id)

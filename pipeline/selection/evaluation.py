@@ -121,7 +121,7 @@ def evaluate_run(store: Store, run: Any, cfg: DictConfig,
     logged = read_logged(store, run)
     with as_logged(logged.run_id):
         bundle = run_data(logged, cfg, overrides)
-        model = load_model(model_uri(logged.run))
+        model = load_model(model_uri(logged.run), store.uri)
         evaluation = evaluate_model(model, bundle, logged.run_id)
         evaluation.val_probs, evaluation.val_target = validation_predictions(
             store, logged.run_id, model, bundle)

@@ -28,10 +28,13 @@ class MeanOfMembers(mlflow.pyfunc.PythonModel):
 
 
 def log_ensemble(run_id: str, member_uris: Sequence[str], classes: Sequence[str],
-                 image_size: int, positive_class: str | None) -> None:
-    """The ensemble of ``member_uris`` as the run's model (``name="model"``)."""
+                 image_size: int, positive_class: str | None, tracking_uri: str) -> None:
+    """The ensemble of ``member_uris`` as the run's model (``name="model"``), in the store at
+    ``tracking_uri``."""
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
+
+    from pipeline.tracking.store import use_for_fluent
 
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, image_size, image_size))]),
@@ -43,10 +46,12 @@ def log_ensemble(run_id: str, member_uris: Sequence[str], classes: Sequence[str]
             dest = Path(tmp) / f"member{i:02d}"
             dest.mkdir()
             artifacts[f"member{i:02d}"] = mlflow.artifacts.download_artifacts(
-                artifact_uri=uri, dst_path=str(dest))
+                artifact_uri=uri, dst_path=str(dest), tracking_uri=tracking_uri,
+                registry_uri=tracking_uri)
         metadata = {"classes": list(classes), "image_size": int(image_size),
                     "positive_class": positive_class, "members": list(member_uris),
                     "folds": 1}
+        use_for_fluent(tracking_uri)
         with mlflow.start_run(run_id=run_id, nested=True):
             mlflow.pyfunc.log_model(
                 name="model", python_model=MeanOfMembers(), artifacts=artifacts,

@@ -39,12 +39,16 @@ class MeanProbabilityModel(torch.nn.Module):
         return torch.stack([net(x).softmax(dim=1) for net in self.nets]).mean(dim=0)
 
 
-def log_model(nets: list[ChestXrayNet], bundle: DataBundle, run_id: str) -> None:
+def log_model(nets: list[ChestXrayNet], bundle: DataBundle, run_id: str, tracking_uri: str
+              ) -> None:
     """The best model as an MLflow PyTorch model (exported program), loadable without this code:
-    one network, or the mean probability of a cross-validated run's fold networks."""
+    one network, or the mean probability of a cross-validated run's fold networks; into the
+    run ``run_id`` of the store at ``tracking_uri``."""
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
+
+    from pipeline.tracking.store import use_for_fluent
 
     size = bundle.image_size
     if len(nets) == 1:
@@ -58,6 +62,7 @@ def log_model(nets: list[ChestXrayNet], bundle: DataBundle, run_id: str) -> None
     )
     metadata = {"classes": list(bundle.classes), "image_size": size,
                 "positive_class": bundle.positive_class, "folds": len(nets)}
+    use_for_fluent(tracking_uri)
     with mlflow.start_run(run_id=run_id, nested=True):
         mlflow.pytorch.log_model(
             wrapper, name="model", input_example=example, signature=signature,
@@ -96,15 +101,18 @@ class LoadedModel:
         return torch.cat(out) if out else torch.zeros(0, len(self.classes))
 
 
-def load_model(uri: str) -> LoadedModel:
-    """Download a logged model once and load it with the metadata ``log_model`` wrote."""
+def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
+    """Download a logged model once (from the store at ``tracking_uri``; None: MLflow's default)
+    and load it with the metadata ``log_model`` wrote."""
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+            path = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri,
+                registry_uri=tracking_uri))
             logged = Model.load(str(path))
             meta = logged.metadata or {}
             if "pytorch" in logged.flavors:

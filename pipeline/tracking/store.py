@@ -171,19 +171,25 @@ def client(cfg: DictConfig):  # -> MlflowClient (import kept lazy: mlflow is slo
     """A client bound to the configured store (also made the process default for mlflow.*)."""
     for key, value in HTTP_RETRIES.items():
         os.environ.setdefault(key, value)
-    import mlflow
     from mlflow import MlflowClient
 
     uri = tracking_uri(cfg)
-    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; keep the user's environment as
-    # it was, so a later config in this process still resolves its own store.
+    use_for_fluent(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def use_for_fluent(uri: str) -> None:
+    """``uri`` as the store of MLflow's fluent API (``mlflow.start_run``, which logging a model
+    needs). mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; the user's environment is
+    kept as it was, so a later config in this process still resolves its own store."""
+    import mlflow
+
     before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     if before is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = before
-    return MlflowClient(tracking_uri=uri)
 
 
 def experiment_id(cfg: DictConfig, mlflow_client: Any | None = None) -> str:
