@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 import pipeline.study.loop as study_module
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.study.budget import finished_count
+from pipeline.study.budget import progress
 from pipeline.study.storage import make_storage, open_study
 from pipeline.tracking.store import tracking_uri
 from pipeline.training.module import ChestXrayModule
@@ -90,7 +90,7 @@ def test_kill_9_mid_trial_loses_nothing_and_the_same_command_finishes(tiny_overr
     study = open_study(cfg)
     trials = {t.number: t for t in study.trials}
     assert sorted(trials) == [0, 1, 2, 3]  # no number twice
-    assert finished_count(study) == 3
+    assert progress(study)[0] == 3
     # Trial 0 was kept as it was, never run again.
     assert trials[0].state == TrialState.COMPLETE and trials[0].value == before[0].value
     assert trials[0].user_attrs["mlflow_run_id"] == before[0].user_attrs["mlflow_run_id"]
@@ -208,7 +208,7 @@ def test_a_retried_retry_counts_once(tiny_overrides):
     study.tell(second_retry, 0.7)
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL,
                                                TrialState.COMPLETE]
-    assert finished_count(study) == 1
+    assert progress(study)[0] == 1
 
 
 def _tail(log) -> str:

@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.study.budget import finished_count
+from pipeline.study.budget import progress
 from pipeline.study.storage import open_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -80,6 +80,6 @@ def test_a_full_disk_fails_trials_cleanly_stops_the_sweep_and_the_command_then_c
     done = sweep(overrides)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     study = open_study(cfg)
-    assert finished_count(study) == 6
+    assert progress(study)[0] == 6
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 4  # 1 + 3 after
     assert not list(Path(small_disk).rglob("*.tmp"))

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from pipeline.config import PROJECT_ROOT, compose
 from pipeline.data.bundle import load_data
-from pipeline.study.budget import finished_count
+from pipeline.study.budget import progress
 from pipeline.study.storage import open_study
 from pipeline.tracking.store import tracking_uri
 from tests.data.xray_files import write_class_tree
@@ -63,7 +63,7 @@ def test_a_sweep_killed_at_any_stage_finishes_when_run_again(fault, state_dir, t
     study = open_study(cfg)
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers))
-    assert finished_count(study) == 2
+    assert progress(study)[0] == 2
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 2  # nothing finished was lost, nothing run twice
     assert len({t.user_attrs["mlflow_run_id"] for t in complete}) == 2
