@@ -35,14 +35,11 @@ _SET_HERE = ("state_dir", "tracking.uri")
 
 @dataclass(frozen=True)
 class Logged:
-    """A run and its config as logged, read once per command."""
+    """A run's config as logged, read once per command (with the run, when read from a store)."""
 
-    run: Any
+    run_id: str
     config: DictConfig
-
-    @property
-    def run_id(self) -> str:
-        return self.run.info.run_id
+    run: Any = None
 
 
 def read_logged(store: Store, run: Any) -> Logged:
@@ -54,7 +51,7 @@ def read_logged(store: Store, run: Any) -> Logged:
         raise PipelineError(
             f"run '{run.info.run_id}' has no {CONFIG} artifact: it was not logged by run_training"
         ) from exc
-    return Logged(run, config)
+    return Logged(run.info.run_id, config, run)
 
 
 def local_config(logged: Logged, cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:

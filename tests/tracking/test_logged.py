@@ -1,5 +1,6 @@
-"""A logged config made to run here: older ones gain today's keys, and what today's schema refuses
-is one line, never a traceback."""
+"""A logged config made to run here, as logged: a key this version reads that an older one lacks is
+named (never filled in from today's files), and what today's schema refuses is one line, never a
+traceback."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from omegaconf import OmegaConf
 
 from pipeline.common.errors import ConfigError
 from pipeline.config import compose
-from pipeline.tracking.logged import local_config
+from pipeline.tracking.logged import Logged, local_config
 
 
 def logged(state_dir: Path, *overrides: str) -> dict:
@@ -18,12 +19,23 @@ def logged(state_dir: Path, *overrides: str) -> dict:
     return OmegaConf.to_container(compose([f"state_dir={state_dir}", *overrides]), resolve=True)
 
 
-def test_an_older_logged_config_loads_with_todays_new_keys(state_dir: Path):
+def test_an_older_logged_config_names_the_keys_it_lacks_and_takes_them_as_overrides(
+        state_dir: Path):
     old = logged(state_dir, "sweep.metric=val_loss", "sweep.direction=minimize")
     del old["trainer"]["_target_"]  # logged before the Trainer was instantiated from the config
     del old["objective"]  # logged before the objective group
     here = compose([f"state_dir={state_dir}"])
-    local = local_config(OmegaConf.create(old), here, ["trainer.max_epochs=3"])
+    with pytest.raises(ConfigError) as err:
+        local_config(Logged("old-run", OmegaConf.create(old)), here, ["trainer.max_epochs=3"])
+    message = str(err.value)
+    assert "\n" not in message and "run old-run's logged config has no " in message
+    for key in ("trainer._target_", "objective.metric", "objective.direction",
+                "objective.cv_folds"):
+        assert key in message
+    given = ["trainer.max_epochs=3", "+trainer._target_=lightning.pytorch.Trainer",
+             "+objective.metric=val_loss", "+objective.direction=minimize",
+             "+objective.cv_folds=1"]
+    local = local_config(Logged("old-run", OmegaConf.create(old)), here, given)
     assert local.trainer._target_ == "lightning.pytorch.Trainer"
     assert (local.objective.metric, local.objective.direction) == ("val_loss", "minimize")
     assert local.trainer.max_epochs == 3 and local.dataset.num_images == 600
@@ -46,12 +58,12 @@ def test_a_logged_config_the_schema_refuses_is_one_line(state_dir: Path, change,
     group, key, value = change
     old[group][key] = value
     with pytest.raises(ConfigError) as err:
-        local_config(OmegaConf.create(old), compose([f"state_dir={state_dir}"]))
+        local_config(Logged("a-run", OmegaConf.create(old)), compose([f"state_dir={state_dir}"]))
     assert expected in str(err.value) and "\n" not in str(err.value)
 
 
 def test_an_override_of_a_logged_config_the_schema_refuses_is_one_line(state_dir: Path):
-    run_cfg = OmegaConf.create(logged(state_dir))
+    run_cfg = Logged("a-run", OmegaConf.create(logged(state_dir)))
     here = compose([f"state_dir={state_dir}"])
     with pytest.raises(ConfigError, match=r"override 'trainer.max_epochs=abc': trainer.max_epochs="
                                           r"'abc' has the wrong type: it takes an integer"):
