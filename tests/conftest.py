@@ -17,6 +17,17 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "covid-chestxray-sample"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def nothing_written_to_the_working_directory() -> Iterator[None]:
+    """MLflow 3 falls back to ``sqlite:///mlflow.db`` in the working directory when a call is not
+    given its store: every command names its own, so no test may leave such a file behind."""
+    places = {Path.cwd() / "mlflow.db", PROJECT_ROOT / "mlflow.db"}
+    before = {p for p in places if p.exists()}
+    yield
+    stray = sorted(str(p) for p in places if p.exists() and p not in before)
+    assert not stray, f"an MLflow call fell back to its default store and wrote {stray}"
+
+
 @pytest.fixture(autouse=True)
 def no_tracking_uri_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: never let one test's store leak."""

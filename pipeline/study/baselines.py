@@ -117,7 +117,7 @@ def enqueue_baselines(study: optuna.Study, cfg: DictConfig, space: SearchSpace,
     return len(trials)
 
 
-def search_gain(study: optuna.Study) -> tuple[float, float] | None:
+def best_searched_and_recipe(study: optuna.Study) -> tuple[float, float] | None:
     """(best searched value, best baseline value) among complete trials; None without both."""
     searched, baseline = [], []
     for t in study.get_trials(deepcopy=False):

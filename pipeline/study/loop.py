@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline.common.urls import public_url
 from pipeline.models.weights import describe_weights
 from pipeline.runs.context import Context
-from pipeline.study.baselines import enqueue_baselines, search_gain
+from pipeline.study.baselines import best_searched_and_recipe, enqueue_baselines
 from pipeline.study.bookkeeping import (
     close_orphaned_parents,
     close_orphaned_runs,
@@ -157,7 +157,7 @@ def _run(ctx: Context, plan: StudyPlan, study: optuna.Study, parent: OpenRun,
         finish_parent(store, parent.id, study, stop_reason)
     summary = summarize(study, storage_url(cfg), parent.id)
     summary["stop_reason"] = stop_reason
-    gain = search_gain(study)
+    gain = best_searched_and_recipe(study)
     if gain is not None:
         sign = 1 if study.direction.name == "MAXIMIZE" else -1
         say(f"search gain over the papers' recipes: {sign * (gain[0] - gain[1]):+.3f} "

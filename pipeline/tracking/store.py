@@ -143,7 +143,7 @@ def open_store(cfg: DictConfig, missing: str | None = None, create: bool = True)
         )
     mlflow_client = client(cfg)
     if create:
-        exp = experiment_id(cfg, mlflow_client)
+        exp = ensure_experiment(cfg, mlflow_client)
     else:
         found = mlflow_client.get_experiment_by_name(str(cfg.tracking.experiment))
         exp = found.experiment_id if found and found.lifecycle_stage != "deleted" else None
@@ -192,7 +192,7 @@ def use_for_fluent(uri: str) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = before
 
 
-def experiment_id(cfg: DictConfig, mlflow_client: Any | None = None) -> str:
+def ensure_experiment(cfg: DictConfig, mlflow_client: Any | None = None) -> str:
     """Id of ``tracking.experiment``, created on first use (safe when two workers race)."""
     from mlflow.exceptions import MlflowException
 
