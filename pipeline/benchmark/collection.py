@@ -9,6 +9,7 @@ gives every file distinct content and a difference hash far from every other (no
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -24,7 +25,8 @@ _CHUNK = 500  # files per worker task
 def write_collection(root: Path, count: int, size: int = 256, seed: int = 0) -> Path:
     """``count`` images of ``size`` px under ``root/<class>/``, alternately PNG and JPEG; the
     files are named the way the imagefolder default pattern reads (Kermany's ``person<id>_``),
-    two images per patient. Returns ``root``."""
+    two images per patient, and dated a day back, as the files of an unpacked collection are
+    (the hash index trusts no file modified in the last seconds). Returns ``root``."""
     from pipeline.data import synthetic
 
     bases = synthetic.generate(_BASES, size, num_classes=3, seed=seed).images
@@ -37,7 +39,7 @@ def write_collection(root: Path, count: int, size: int = 256, seed: int = 0) -> 
         for chunk in chunks:
             _write_chunk(*chunk)
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
             list(pool.map(_write_chunk, *zip(*chunks, strict=True)))
     return root
 
@@ -46,6 +48,7 @@ def _write_chunk(root: Path, bases: np.ndarray, start: int, stop: int, seed: int
     from PIL import Image
 
     size = bases.shape[-1]
+    past = time.time() - 86400
     rng = np.random.default_rng([seed, start])
     for i in range(start, stop):
         cells = rng.integers(0, 256, (_FIELD, _FIELD), dtype=np.uint8)
@@ -55,7 +58,9 @@ def _write_chunk(root: Path, bases: np.ndarray, start: int, stop: int, seed: int
         pixels = bases[i % len(bases)] * 0.6 + field * 0.4 + noise
         image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
         stem = root / CLASSES[i // 2 % len(CLASSES)] / f"person{i // 2}_{i:06d}"
+        path = stem.with_suffix(".jpg" if i % 2 else ".png")
         if i % 2:
-            image.save(stem.with_suffix(".jpg"), quality=90)
+            image.save(path, quality=90)
         else:
-            image.save(stem.with_suffix(".png"), compress_level=1)
+            image.save(path, compress_level=1)
+        os.utime(path, (past, past))

@@ -16,7 +16,7 @@ GRID = 16  # 16 rows of 17 area means: 16 x 16 neighbour comparisons
 HASH_BITS = GRID * GRID
 MAX_BITS = HASH_BITS // 4  # a larger threshold would call unrelated radiographs duplicates
 _VERSION = 1  # bump when the hash changes: cached hash files carry it in their name
-_CHUNK = 256  # images hashed at a time (bounds memory at large working sizes)
+_CHUNK = 32  # images hashed at a time: their int64 area sums take 8 bytes a pixel, briefly
 _BLOCK = 256  # rows per block when comparing within one bucket
 _POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint16)
 
