@@ -23,7 +23,7 @@ def bench_scale(state: Path, profile: Profile) -> dict[str, Any]:
     from pipeline.data.decode_pool import decode_workers
 
     begin = time.perf_counter()
-    images, small = profile.scale_images, max(1, profile.scale_images // 10)
+    images, small = profile.scale_images, max(150, profile.scale_images // 10)  # 150: splittable
     root = write_collection(state / "collection", images, profile.scale_source)
     small_root = write_collection(state / "small", small, profile.scale_source, seed=1)
     say(f"wrote {images} + {small} PNG/JPEG files of {profile.scale_source} px in "
