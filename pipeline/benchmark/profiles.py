@@ -64,10 +64,11 @@ class Profile:
     scale_source: int = 256  # px of the files written
     scale_size: int = 224  # working size they are decoded to
     # the training loader at 224 px with augmentation=light (benchmark.loader)
-    loader_images: int = 2_000
+    loader_images: int = 3_000
     loader_size: int = 224
     loader_batch: int = 32
-    loader_epochs: int = 3  # the first is warm-up
+    loader_epochs: int = 3  # per fit; the first is warm-up
+    loader_rounds: int = 5  # fits of each loader, alternately
 
 
 def _data(backbone: str, size: int, images: int, *more: str) -> tuple[str, ...]:
@@ -128,6 +129,7 @@ SMOKE = Profile(
     loader_size=64,
     loader_batch=16,
     loader_epochs=2,
+    loader_rounds=1,
 )
 
 

@@ -54,18 +54,18 @@ class BatchJitter:
         x = images.float()
         if self.warps:
             theta = self._theta(u, images.shape[-2], images.shape[-1]).to(images.device)
-            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
-                              align_corners=False)
-        if self.brightness:
+            x = F.grid_sample(x, _affine_grid(theta, *images.shape[-2:]), mode="bilinear",
+                              padding_mode="zeros", align_corners=False)
+        if self.brightness:  # x >= 0: a warp of uint8 values with black fill
             factor = _uniform(u[:, 6], max(0.0, 1 - self.brightness), 1 + self.brightness)
-            x = x.mul_(_per_image(factor, x)).clamp_(0, 255)
-        if self.contrast:
-            factor = _per_image(_uniform(u[:, 7], max(0.0, 1 - self.contrast),
-                                         1 + self.contrast), x)
-            mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = x.mul_(factor).add_(mean * (1 - factor)).clamp_(0, 255)
-        return x.round_().to(torch.uint8)
+            x = x.mul_(_per_image(factor, x)).clamp_max_(255)
+        gain, offset = torch.ones((), device=x.device), torch.zeros((), device=x.device)
+        if self.contrast:  # towards the image's mean
+            gain = _per_image(_uniform(u[:, 7], max(0.0, 1 - self.contrast),
+                                       1 + self.contrast), x)
+            offset = x.mean(dim=(1, 2, 3), keepdim=True) * (1 - gain)
+        # gain * x + offset, clamped to [0, 255] and rounded half up, in three passes.
+        return torch.addcmul(offset + 0.5, x, gain).clamp_(0.5, 255.5).to(torch.uint8)
 
     def _theta(self, u: Tensor, height: int, width: int) -> Tensor:
         """(B, 2, 3) float32: each output pixel's source, in affine_grid's [-1, 1] coordinates;
@@ -89,6 +89,16 @@ class BatchJitter:
         flip = u[:, 5] < self.hflip
         theta[flip, :, 0] *= -1  # the flipped output's column x is the unflipped one's -x
         return theta.float()
+
+
+def _affine_grid(theta: Tensor, height: int, width: int) -> Tensor:
+    """F.affine_grid(theta, (B, C, H, W), align_corners=False), as the sum of a per-column and a
+    per-row term: the same grid ten times faster on a CPU than its (H*W, 3) x (3, 2) products."""
+    xs = (torch.arange(width, dtype=theta.dtype, device=theta.device) * 2 + 1) / width - 1
+    ys = (torch.arange(height, dtype=theta.dtype, device=theta.device) * 2 + 1) / height - 1
+    across = theta[:, :, 0, None] * xs  # (B, 2, W)
+    down = theta[:, :, 1, None] * ys + theta[:, :, 2, None]  # (B, 2, H)
+    return across[:, None].transpose(2, 3) + down.transpose(1, 2)[:, :, None]  # (B, H, W, 2)
 
 
 def _uniform(u: Tensor, low: float, high: float) -> Tensor:

@@ -85,3 +85,11 @@ def test_intensity_factors_stay_in_range() -> None:
 def test_a_batch_that_is_not_uint8_is_refused() -> None:
     with pytest.raises(ValueError, match="uint8"):
         BatchJitter(rotation=5)(batch().float())
+
+
+def test_grid_is_torchs_affine_grid() -> None:
+    from pipeline.data.batch_jitter import _affine_grid
+
+    theta = torch.eye(2, 3).repeat(5, 1, 1) + 0.2 * torch.randn(5, 2, 3)
+    expected = torch.nn.functional.affine_grid(theta, [5, 1, 20, 30], align_corners=False)
+    assert torch.allclose(_affine_grid(theta, 20, 30), expected, atol=1e-6)
