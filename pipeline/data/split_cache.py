@@ -8,14 +8,14 @@ a cached split is always the one assign_splits would compute now.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import sklearn
 
-from pipeline.common.atomic import temp_beside
+from pipeline.common.atomic import atomic_save
 from pipeline.data.decode_cache import cache_dir
 from pipeline.data.hashing import digest_strings
 from pipeline.data.splits import SPLIT_NAMES, assign_splits
@@ -53,11 +53,6 @@ def cached_splits(
         codes = np.fromiter((index[s] for s in split.tolist()), np.uint8, len(split))
     except KeyError:
         return split  # a split name outside SPLIT_NAMES: served as computed, not cached
-    try:
-        with temp_beside(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, codes)
-            os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache still works, it only splits again next time
+    with contextlib.suppress(OSError):  # a read-only cache still works, it splits again next time
+        atomic_save(path, codes)
     return split
