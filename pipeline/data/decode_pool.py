@@ -73,42 +73,49 @@ def run_jobs(jobs: list[Job], scratch: np.ndarray | None, size: int, skip: froze
     """Every job's outcome (in no particular order). ``scratch``: the memory-mapped array rows
     are decoded into; ``skip``: contents not to decode; ``on_decoded`` runs in this process
     after each batch of rows lands in the scratch array (the decode fault point)."""
-    progress = tqdm(total=len(jobs), unit="img", desc=what, file=sys.stderr,
-                    delay=_PROGRESS_AFTER_S, mininterval=0.5, dynamic_ncols=True, leave=False)
+    if workers > 1 and len(jobs) >= MIN_PARALLEL and _can_fork():
+        scratch_path = None if scratch is None else str(scratch.filename)
+        yield from _in_pool(jobs, scratch_path, size, skip, workers, on_decoded, what)
+        return
+    _State.open(scratch, size, skip)
     try:
-        if workers <= 1 or len(jobs) < MIN_PARALLEL or not _can_fork():
-            _State.open(scratch, size, skip)
+        with _progress(len(jobs), what) as progress:
             for job in jobs:
                 outcome = _one(job)
                 progress.update(1)
                 if outcome.result == DECODED:
                     on_decoded()
                 yield outcome
-            return
-        scratch_path = None if scratch is None else str(scratch.filename)
-        yield from _in_pool(jobs, scratch_path, size, skip, workers, on_decoded, progress)
     finally:
-        progress.close()
         _State.close()
 
 
+def _progress(total: int, what: str) -> tqdm:
+    """A bar on stderr (stdout's last line stays the JSON one) with images per second and the
+    time left, shown once a scan has taken a few seconds; cleared when it ends."""
+    return tqdm(total=total, unit="img", desc=what, file=sys.stderr, delay=_PROGRESS_AFTER_S,
+                mininterval=0.5, dynamic_ncols=True, leave=False)
+
+
 def _in_pool(jobs: list[Job], scratch_path: str | None, size: int, skip: frozenset[str],
-             workers: int, on_decoded: Callable[[], None], progress: tqdm) -> Iterator[Outcome]:
+             workers: int, on_decoded: Callable[[], None], what: str) -> Iterator[Outcome]:
     chunks = [jobs[s : s + _CHUNK] for s in range(0, len(jobs), _CHUNK)]
     pool = ProcessPoolExecutor(min(workers, len(chunks)),
                                mp_context=multiprocessing.get_context("fork"),
                                initializer=_start_worker,
                                initargs=(scratch_path, size, skip, os.getpid()))
     try:
+        # Submitting forks the workers: before the bar starts its monitor thread.
         pending = {pool.submit(_chunk, chunk) for chunk in chunks}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                outcomes = future.result()
-                progress.update(len(outcomes))
-                if any(o.result == DECODED for o in outcomes):
-                    on_decoded()
-                yield from outcomes
+        with _progress(len(jobs), what) as progress:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcomes = future.result()
+                    progress.update(len(outcomes))
+                    if any(o.result == DECODED for o in outcomes):
+                        on_decoded()
+                    yield from outcomes
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
