@@ -40,7 +40,8 @@ DOC = """Speed figures, each a ratio measured side by side in one run on this ma
 - ``cv_cost``: wall time of a 5-fold study over a single-split study of the same 12 trials (the
   default space on weights from a file, so frozen stages are cached), each with its pruning.
 - ``decode_parallel_speedup``: a cold scan (hash and decode into the cache) of 10,000 PNG and
-  JPEG files of 256 px at 224 px in one process over the same scan on every core.
+  JPEG files of 256 px at 224 px in one process over the same scan on every core (the median
+  of five blocks of 2,000, each scanned both ways in turn).
 - ``warm_scan_ratio``: describe_data's work on those files (in a fresh process, after its
   imports) with the cache warm over the same with the cache cold.
 - ``scan_rss_per_10k_images``: MiB of heap (RssAnon, sampled) the cold describe adds per 10,000

@@ -87,7 +87,8 @@ def test_bench_scan_and_loader_figures(capsys, tmp_path):
     assert scale["images"] == bench.PROFILES["smoke"].scale_images and scale["skipped"] == 0
     assert scale["duplicate_groups"] == 0  # every generated file is its own radiograph
     assert result["decode_parallel_speedup"] == _ratio(scale["decode_one_s"],
-                                                       scale["decode_parallel_s"])
+                                                       scale["decode_parallel_s"])  # one block
+    assert scale["decode_block_ratios"] == [result["decode_parallel_speedup"]]
     assert result["warm_scan_ratio"] == _ratio(scale["warm_s"], scale["cold_s"])
     assert result["scan_rss_per_10k_images"] == pytest.approx(
         (scale["rss_growth_mib"] - scale["small_rss_growth_mib"]) * 10_000
