@@ -8,8 +8,10 @@ Layout under ``<state_dir>/cache/``:
   ordered list of source contents, and its sidecar (row hashes, undecodable hashes with reasons).
   ``key`` hashes the preprocessing version, the size and the ordered content hashes, so a changed
   file, size or preprocessing is never served stale. Rows already decoded in any earlier array of
-  the same version and size are copied from it instead of being decoded again.
+  the same version and size are copied from it instead of being decoded again. Beside each
+  array: its difference hashes (``.dhash*``) and duplicate groups (``.groups*``), see duplicates.
 - ``arrays/<kind>-<key>.npy`` + ``.npz``: generated or downloaded arrays (synthetic, medmnist).
+- ``splits/<key>.npy``: splits already computed (pipeline.data.split_cache).
 
 Every file is published with os.replace (see pipeline.common.atomic); the sidecar is written before
 its array, and an array counts as present only when both exist.
