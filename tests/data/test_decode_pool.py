@@ -196,23 +196,9 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a size-limited tmpfs here (needs root and mount rights): "
-                    f"{proc.stderr.strip() or proc.returncode}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-
-
 @pytest.mark.usefixtures("pooled")
-def test_a_full_disk_is_one_line_naming_the_cache_file(tree: Path, small_disk: Path) -> None:
+def test_a_full_disk_is_one_line_naming_the_cache_file(tree: Path, small_tmpfs) -> None:
+    small_disk = small_tmpfs("1m")
     paths = files_of(tree)
     with pytest.raises(OSError, match="no space left on the device for") as info:
         decode_cache.decode_files(paths, tree, 320, small_disk, workers=2)  # 14 x 100 KB > 1 MB
