@@ -17,7 +17,7 @@ def bench_decode(state: Path, profile: Profile) -> dict[str, Any]:
 
     from pipeline.config import PROJECT_ROOT, compose
     from pipeline.data.bundle import load_data
-    from pipeline.data.datamodule import ImageRows
+    from pipeline.data.datamodule import ImageRows, rows_batch
     from pipeline.data.images import decode_image
 
     root = PROJECT_ROOT.parent / "shared" / "data" / "covid-chestxray-sample"
@@ -46,7 +46,7 @@ def bench_decode(state: Path, profile: Profile) -> dict[str, Any]:
     def cached_loader() -> DataLoader:
         """The data module's training loader, over the same images: rows of the memory map."""
         return DataLoader(ImageRows(bundle.images, bundle.labels, rows), batch_size=batch_size,
-                          shuffle=True)
+                          shuffle=True, collate_fn=rows_batch)
 
     def epoch(loader: DataLoader) -> float:
         begin = time.perf_counter()

@@ -16,7 +16,9 @@ from typing import Any
 from pipeline.benchmark.bare import bench_bare
 from pipeline.benchmark.caches import bench_decode, bench_features
 from pipeline.benchmark.cv import bench_cv
+from pipeline.benchmark.loader import bench_loader
 from pipeline.benchmark.profiles import KEYS, PARTS, PROFILES, TARGETS, Profile, say
+from pipeline.benchmark.scale import bench_scale
 from pipeline.benchmark.studies import bench_pruning, bench_rss
 
 DOC = """Speed figures, each a ratio measured side by side in one run on this machine:
@@ -37,6 +39,16 @@ DOC = """Speed figures, each a ratio measured side by side in one run on this ma
   in a fresh process.
 - ``cv_cost``: wall time of a 5-fold study over a single-split study of the same 12 trials (the
   default space on weights from a file, so frozen stages are cached), each with its pruning.
+- ``decode_parallel_speedup``: a cold scan (hash and decode into the cache) of 10,000 PNG and
+  JPEG files of 256 px at 224 px in one process over the same scan on every core (the median
+  of five blocks of 2,000, each scanned both ways in turn).
+- ``warm_scan_ratio``: describe_data's work on those files (in a fresh process, after its
+  imports) with the cache warm over the same with the cache cold.
+- ``scan_rss_per_10k_images``: MiB of heap (RssAnon, sampled) the cold describe adds per 10,000
+  images, over what it adds for a tenth as many; the memory-mapped cache array is not counted.
+- ``loader_img_per_s``: training images per second ChestXrayDataModule delivers through
+  Lightning (augmentation=light at 224 px, batches of 32) to a model that does nothing.
+- ``loader_vs_synthetic``: that rate over the same module's fed random uint8 images in memory.
 
 Medians of repeats where a figure is repeated. ``--quick`` (tiny sizes, models not logged) keeps
 the whole run under 10 minutes on a 2-core CPU; the full run uses native sizes. State lives in a
@@ -47,7 +59,8 @@ also written to ``--out``.
 
 BENCHES: dict[str, Callable[[Path, Profile], dict[str, Any]]] = {
     "bare": bench_bare, "decode": bench_decode, "features": bench_features,
-    "pruning": bench_pruning, "rss": bench_rss, "cv": bench_cv,
+    "pruning": bench_pruning, "rss": bench_rss, "cv": bench_cv, "scale": bench_scale,
+    "loader": bench_loader,
 }
 
 

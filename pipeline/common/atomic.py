@@ -47,6 +47,14 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.replace(tmp, path)
 
 
+def atomic_save(path: Path, array: np.ndarray) -> None:
+    """``np.save`` published with os.replace (a small array; large ones: atomic_write_npy)."""
+    with temp_beside(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, path)
+
+
 def atomic_write_npz(path: Path, **arrays: np.ndarray) -> None:
     with temp_beside(path) as tmp:
         with open(tmp, "wb") as fh:

@@ -22,9 +22,9 @@ from pipeline.data.duplicates import DuplicateGroup
 from pipeline.data.hashing import digest_strings
 from pipeline.data.layouts import SCANNERS
 from pipeline.data.positives import choose_positive
+from pipeline.data.split_cache import cached_splits
 from pipeline.data.splits import (
     SPLIT_NAMES,
-    assign_splits,
     patient_overlap,
     split_unit,
     warn_image_split,
@@ -193,7 +193,8 @@ def build_bundle(ds: DictConfig, sdir: Path) -> DataBundle:
     if policy == "error":
         duplicates.refuse(found, patients, rows.files, rows.root)
     groups = duplicates.merge_patients(patients, found) if policy == "group" else patients
-    split = assign_splits(
+    split = cached_splits(
+        sdir,
         rows.labels,
         groups,
         rows.classes,

@@ -1,7 +1,8 @@
 """Lightning data module over a DataBundle: uint8 batches straight from the memory-mapped cache.
 
-Batches stay uint8 (B, 1, S, S): float conversion, normalisation and the channel repeat happen in
-the model on the device, so a loader moves a quarter of the bytes and CPU workers do no maths.
+Batches stay uint8 (B, 1, S, S) until they reach the device: training batches are augmented there
+a whole batch at a time (pipeline.data.batch_jitter), and float conversion, normalisation and the
+channel repeat happen in the model, so a loader moves a quarter of the bytes and does no maths.
 """
 
 from __future__ import annotations
@@ -14,57 +15,45 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
-from torchvision.transforms import v2
 
+from pipeline.data.batch_jitter import BatchJitter
 from pipeline.data.bundle import DataBundle
 from pipeline.data.transforms import build_augmentation
 
+# The augmentation's own random stream, apart from the shuffle's (both seeded by the seed).
+_AUGMENT_STREAM = 0x5EED_A06
+
+
+def rows_batch(batch: Any) -> Any:
+    """Collate of ImageRows: ``__getitems__`` already returns the stacked batch."""
+    return batch
+
 
 class ImageRows(Dataset):
-    """Rows ``indices`` of a bundle's images as ((1, S, S) or (2, 1, S, S) uint8, label).
+    """Rows ``indices`` of a bundle's images as ((1, S, S) uint8, label); a batch at a time as
+    ((B, 1, S, S) uint8, (B,) int64) through ``__getitems__`` (one read of the memory map; its
+    loaders collate with ``rows_batch``).
 
     Pickled for worker processes by file name, not by value: each worker maps the cache file
     itself instead of receiving a copy of every image.
     """
 
-    def __init__(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        indices: np.ndarray,
-        transform: v2.Transform | None = None,
-        two_views: bool = False,
-    ) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> None:
         self.images = images
         self.labels = labels
         self.indices = np.asarray(indices, dtype=np.int64)
-        self.transform = transform
-        self.two_views = two_views
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        row = int(self.indices[i])
-        image = torch.from_numpy(np.array(self.images[row], dtype=np.uint8)).unsqueeze(0)
-        label = int(self.labels[row])
-        if self.two_views:
-            return torch.stack([self._view(image), self._view(image)]), label
-        return self._view(image), label
+        x, y = self.__getitems__([i])
+        return x[0], int(y[0])
 
-    def _view(self, image: torch.Tensor) -> torch.Tensor:
-        if self.transform is None:
-            return image
-        threads = torch.get_num_threads()
-        if threads == 1:
-            return self.transform(image)
-        # One small image gains nothing from intra-op threads, and on a busy 2-core machine they
-        # turn a 0.5 ms affine warp into 100 ms. Workers already run single-threaded.
-        torch.set_num_threads(1)
-        try:
-            return self.transform(image)
-        finally:
-            torch.set_num_threads(threads)
+    def __getitems__(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.indices[np.asarray(items, dtype=np.int64)]
+        x = torch.from_numpy(np.ascontiguousarray(self.images[rows], dtype=np.uint8))
+        return x.unsqueeze(1), torch.from_numpy(np.asarray(self.labels[rows], dtype=np.int64))
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -83,9 +72,10 @@ class ImageRows(Dataset):
 
 def loader_workers(value: int | str, augmented: bool) -> int:
     """``dataset.num_workers``: a number, or ``auto`` for what suits this machine. Images are
-    decoded once into memory, so a loader only slices arrays, and augments training images: on a
-    CPU-only machine worker processes would take cores from training (0); with a GPU they
-    augment while it trains (up to 4, one core left for the main process)."""
+    decoded once into memory and augmented on the device, so a loader only slices arrays: on a
+    CPU-only machine worker processes would take cores from training (0); with a GPU and an
+    augmented (so uncached) training split they gather and pin the next batches while it trains
+    (up to 4, one core left for the main process)."""
     if str(value).lower() == "auto":
         if not (augmented and torch.cuda.is_available()):
             return 0
@@ -94,16 +84,17 @@ def loader_workers(value: int | str, augmented: bool) -> int:
 
 
 class ChestXrayDataModule(pl.LightningDataModule):
-    """train: seeded shuffle (or weighted sampling) with per-sample augmentation; val/test: in
-    order, never augmented. ``two_views`` gives two independently augmented views of each training
-    image, for the supervised contrastive loss; val/test always give one view."""
+    """train: seeded shuffle (or weighted sampling), augmented per image a batch at a time after
+    the transfer to the device (``augment_batch``, seeded); val/test: in order, never augmented.
+    ``two_views`` gives two independently augmented views of each training image, for the
+    supervised contrastive loss; val/test always give one view."""
 
     def __init__(
         self,
         bundle: DataBundle,
         batch_size: int,
         num_workers: int | str = 0,
-        augmentation: DictConfig | dict | v2.Transform | None = None,
+        augmentation: DictConfig | dict | BatchJitter | None = None,
         sampler: str = "none",
         two_views: bool = False,
         seed: int = 42,
@@ -114,7 +105,7 @@ class ChestXrayDataModule(pl.LightningDataModule):
         self.sampler = sampler
         self.two_views = two_views
         self.seed = int(seed)
-        if augmentation is None or isinstance(augmentation, v2.Transform):
+        if augmentation is None or isinstance(augmentation, BatchJitter):
             self.augmentation = augmentation
         else:
             self.augmentation = build_augmentation(augmentation)
@@ -122,6 +113,7 @@ class ChestXrayDataModule(pl.LightningDataModule):
         # Validation and test rows are slices of memory, never augmented: workers under auto
         # would only add start-up.
         self.eval_workers = 0 if str(num_workers).lower() == "auto" else self.num_workers
+        self._augment_generator = torch.Generator().manual_seed(self.seed ^ _AUGMENT_STREAM)
 
     @classmethod
     def from_config(
@@ -146,10 +138,10 @@ class ChestXrayDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         indices = self.bundle.indices("train")
-        data = ImageRows(
-            self.bundle.images, self.bundle.labels, indices, self.augmentation, self.two_views
-        )
+        data = ImageRows(self.bundle.images, self.bundle.labels, indices)
         generator = torch.Generator().manual_seed(self.seed)
+        # A fresh loader (a new fit) draws the augmentation's parameters from the start again.
+        self._augment_generator = torch.Generator().manual_seed(self.seed ^ _AUGMENT_STREAM)
         sampler = None
         if self.sampler == "weighted":
             labels = self.bundle.labels[indices]
@@ -165,6 +157,25 @@ class ChestXrayDataModule(pl.LightningDataModule):
         drop_last = len(indices) > self.batch_size and len(indices) % self.batch_size == 1
         return self._loader(data, shuffle=sampler is None, sampler=sampler, drop_last=drop_last,
                             generator=generator)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches are augmented here, once on the device the model runs on (the GPU
+        when there is one, else this process): loaders move uint8 rows only."""
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            return self.augment_batch(batch)
+        return batch
+
+    def augment_batch(self, batch: tuple[torch.Tensor, torch.Tensor]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch as the model sees it: (B, 1, S, S) uint8 augmented per image, or
+        with ``two_views`` (B, 2, 1, S, S), two independent draws of each image."""
+        x, y = batch
+        if self.augmentation is None:
+            return (torch.stack([x, x], dim=1) if self.two_views else x), y
+        views = [self.augmentation(x, self._augment_generator)
+                 for _ in range(2 if self.two_views else 1)]
+        return (torch.stack(views, dim=1) if self.two_views else views[0]), y
 
     def val_dataloader(self) -> DataLoader:
         return self._ordered("val")
@@ -184,5 +195,6 @@ class ChestXrayDataModule(pl.LightningDataModule):
             num_workers=workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
+            collate_fn=rows_batch,
             **kwargs,
         )

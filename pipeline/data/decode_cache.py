@@ -8,8 +8,10 @@ Layout under ``<state_dir>/cache/``:
   ordered list of source contents, and its sidecar (row hashes, undecodable hashes with reasons).
   ``key`` hashes the preprocessing version, the size and the ordered content hashes, so a changed
   file, size or preprocessing is never served stale. Rows already decoded in any earlier array of
-  the same version and size are copied from it instead of being decoded again.
+  the same version and size are copied from it instead of being decoded again. Beside each
+  array: its difference hashes (``.dhash*``) and duplicate groups (``.groups*``), see duplicates.
 - ``arrays/<kind>-<key>.npy`` + ``.npz``: generated or downloaded arrays (synthetic, medmnist).
+- ``splits/<key>.npy``: splits already computed (pipeline.data.split_cache).
 
 Every file is published with os.replace (see pipeline.common.atomic); the sidecar is written before
 its array, and an array counts as present only when both exist.
@@ -21,7 +23,6 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +36,9 @@ from pipeline.common.atomic import (
     temp_beside,
 )
 from pipeline.common.faults import fault_point
+from pipeline.data.decode_pool import DECODED, KNOWN, Job, run_jobs
 from pipeline.data.hashing import HashIndex, digest_strings, index_file_for
-from pipeline.data.images import PREPROCESS_VERSION, UnreadableImage, decode_image, read_bytes
+from pipeline.data.images import PREPROCESS_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -59,39 +61,59 @@ class Decoded:
     decoded: int  # images actually decoded by this call (0 on a cache hit)
 
 
-def decode_files(paths: list[Path], root: Path, image_size: int, state_dir: Path) -> Decoded:
-    """Decode ``paths`` at ``image_size``, through the cache; unreadable files land in ``bad``."""
+def decode_files(paths: list[Path], root: Path, image_size: int, state_dir: Path,
+                 workers: int = 1) -> Decoded:
+    """Decode ``paths`` at ``image_size``, through the cache; unreadable files land in ``bad``.
+
+    A warm scan stats the files and reads none: the hash index gives each unchanged file's
+    content hash, and the hashes name the cache entry. Files it does not know are hashed, and
+    contents decoded nowhere yet decoded, by ``workers`` processes (see decode_pool).
+    """
     cdir = cache_dir(state_dir)
     index = HashIndex(index_file_for(cdir, root))
     hashes: dict[int, str] = {}
-    bad: dict[int, str] = {}
     for i, path in enumerate(paths):
         digest = index.lookup(path)
-        if digest is None:
-            try:
-                digest = index.remember(path, read_bytes(path))
-            except UnreadableImage as exc:
-                bad[i] = exc.reason
-                continue
-        hashes[i] = digest
+        if digest is not None:
+            hashes[i] = digest
+    bad: dict[int, str] = {}
+    unknown = [Job(i, str(paths[i])) for i in range(len(paths)) if i not in hashes]
+    for o in run_jobs(unknown, None, image_size, frozenset(), workers, what="hashing"):
+        if o.digest is None:
+            bad[o.position] = o.result
+        else:
+            hashes[o.position] = o.digest
+            index.note(paths[o.position], o.digest, o.size, o.mtime_ns)
     index.save()
 
-    candidates = sorted(hashes)
-    key = digest_strings(
-        [f"v{PREPROCESS_VERSION}", f"s{image_size}", *(hashes[i] for i in candidates)]
-    )[:32]
     folder = cdir / "decoded" / f"v{PREPROCESS_VERSION}-s{image_size}"
-    array_path, sidecar_path = folder / f"{key}.npy", folder / f"{key}.json"
-
-    hit = _read_entry(array_path, sidecar_path)
+    hit = _hit(hashes, bad, image_size, folder)
     if hit is not None:
-        images, bad_hashes = hit
-        kept = [i for i in candidates if hashes[i] not in bad_hashes]
-        if len(kept) == len(images):
-            bad.update({i: bad_hashes[hashes[i]] for i in candidates if hashes[i] in bad_hashes})
-            return Decoded(images, array_path, kept, [hashes[i] for i in kept], bad, 0)
+        return hit
+    return _build(paths, hashes, bad, image_size, folder, workers)
 
-    return _build(paths, candidates, hashes, bad, image_size, folder, array_path, sidecar_path)
+
+def _entry_paths(hashes: dict[int, str], size: int, folder: Path) -> tuple[Path, Path]:
+    """The array and sidecar of these contents: keyed on the version, the size and the ordered
+    content hashes."""
+    key = digest_strings(
+        [f"v{PREPROCESS_VERSION}", f"s{size}", *(hashes[i] for i in sorted(hashes))]
+    )[:32]
+    return folder / f"{key}.npy", folder / f"{key}.json"
+
+
+def _hit(hashes: dict[int, str], bad: dict[int, str], size: int, folder: Path) -> Decoded | None:
+    array_path, sidecar_path = _entry_paths(hashes, size, folder)
+    entry = _read_entry(array_path, sidecar_path)
+    if entry is None:
+        return None
+    images, bad_hashes = entry
+    candidates = sorted(hashes)
+    kept = [i for i in candidates if hashes[i] not in bad_hashes]
+    if len(kept) != len(images):
+        return None
+    bad.update({i: bad_hashes[hashes[i]] for i in candidates if hashes[i] in bad_hashes})
+    return Decoded(images, array_path, kept, [hashes[i] for i in kept], bad, 0)
 
 
 def _read_entry(array_path: Path, sidecar_path: Path) -> tuple[np.ndarray, dict[str, str]] | None:
@@ -126,55 +148,62 @@ def _reusable(folder: Path) -> tuple[dict[str, tuple[Path, int]], dict[str, str]
 
 def _build(
     paths: list[Path],
-    candidates: list[int],
     hashes: dict[int, str],
     bad: dict[int, str],
     size: int,
     folder: Path,
-    array_path: Path,
-    sidecar_path: Path,
+    workers: int,
 ) -> Decoded:
     reuse, known_bad = _reusable(folder)
     sources: dict[Path, np.ndarray] = {}
-    for source in {reuse[hashes[i]][0] for i in candidates if hashes[i] in reuse}:
+    for source in {reuse[h][0] for h in hashes.values() if h in reuse}:
         try:
             sources[source] = np.load(source, mmap_mode="r")
         except (OSError, ValueError):
             continue  # a torn or foreign file: its rows are decoded again
     reuse = {h: (p, r) for h, (p, r) in reuse.items() if p in sources and r < len(sources[p])}
-    to_decode = []
-    for i in candidates:
-        if hashes[i] in known_bad:
-            bad[i] = known_bad[hashes[i]]
-        elif hashes[i] not in reuse:
-            to_decode.append(i)
-    todo = [i for i in candidates if i not in bad]
+    bad_hashes: dict[str, str] = {}  # contents that do not decode, for the sidecar
+    for i, digest in hashes.items():
+        if digest in known_bad:
+            bad[i] = bad_hashes[digest] = known_bad[digest]
+    todo = [i for i in sorted(hashes) if i not in bad]
     if not todo:
+        array_path = _entry_paths(hashes, size, folder)[0]
         return Decoded(np.zeros((0, size, size), np.uint8), array_path, [], [], bad, 0)
 
-    bad_hashes: dict[str, str] = {}
-    with temp_beside(array_path) as scratch:
-        shape = (len(todo), size, size)
-        full = open_allocated(scratch, np.uint8, shape)
-        row_of = {i: r for r, i in enumerate(todo)}
+    row_of = {i: r for r, i in enumerate(todo)}
+    jobs = [Job(i, str(paths[i]), row_of[i]) for i in todo if hashes[i] not in reuse]
+    decoded: set[int] = set()
+    with temp_beside(folder / "scan.npy") as scratch:
+        full = open_allocated(scratch, np.uint8, (len(todo), size, size))
+        skip = frozenset(reuse) | frozenset(known_bad)
+        for o in run_jobs(jobs, full, size, skip, workers, lambda: fault_point("decode")):
+            if o.digest is None:  # gone or unreadable since it was hashed
+                bad[o.position] = o.result
+                del hashes[o.position]
+                continue
+            hashes[o.position] = o.digest  # the bytes decoded (changed since hashing, rarely)
+            if o.result == DECODED:
+                decoded.add(o.position)
+            elif o.result != KNOWN:
+                bad[o.position] = bad_hashes[o.digest] = o.result
         for i in todo:
-            if i not in to_decode:
-                src, r = reuse[hashes[i]]
-                full[row_of[i]] = sources[src][r]
-        for i, result in _decode_many([paths[i] for i in to_decode], size, to_decode):
-            if isinstance(result, str):
-                bad[i] = result
-                bad_hashes[hashes[i]] = result
+            if i in decoded or i in bad:
+                continue
+            digest = hashes[i]
+            if digest in known_bad:  # changed into a known undecodable content meanwhile
+                bad[i] = bad_hashes[digest] = known_bad[digest]
             else:
-                full[row_of[i]] = result
-                fault_point("decode")
+                src, r = reuse[digest]
+                full[row_of[i]] = sources[src][r]
         kept = [i for i in todo if i not in bad]
+        array_path, sidecar_path = _entry_paths(hashes, size, folder)
         if not kept:
-            empty = np.zeros((0, size, size), np.uint8)
-            return Decoded(empty, array_path, [], [], bad, len(to_decode))
+            return Decoded(np.zeros((0, size, size), np.uint8), array_path, [], [], bad,
+                           len(decoded))
         kept_hashes = [hashes[i] for i in kept]
-        sidecar = {"version": PREPROCESS_VERSION, "size": size, "hashes": kept_hashes}
-        sidecar["bad"] = bad_hashes
+        sidecar = {"version": PREPROCESS_VERSION, "size": size, "hashes": kept_hashes,
+                   "bad": bad_hashes}
         atomic_write_text(sidecar_path, json.dumps(sidecar))
         if len(kept) == len(todo):
             full.flush()
@@ -190,26 +219,9 @@ def _build(
 
             images = atomic_write_npy(array_path, (len(kept), size, size), fill)
             del full
-    reused = len(todo) - len(to_decode)
-    log.info("decoded %d images at %d px, %d reused from the cache", len(to_decode), size, reused)
-    return Decoded(images, array_path, kept, kept_hashes, bad, len(to_decode))
-
-
-def _decode_many(paths: list[Path], size: int, ids: list[int]):
-    """(id, array or reason) in order; threads, since Pillow decodes with the GIL released."""
-
-    def one(path: Path) -> np.ndarray | str:
-        try:
-            return decode_image(read_bytes(path), size)
-        except UnreadableImage as exc:
-            return exc.reason
-
-    workers = max(1, min(8, os.cpu_count() or 1))
-    if workers == 1 or len(paths) < 4:
-        yield from zip(ids, map(one, paths), strict=True)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from zip(ids, pool.map(one, paths), strict=True)
+    log.info("decoded %d images at %d px, %d reused from the cache", len(decoded), size,
+             len(kept) - len(decoded))
+    return Decoded(images, array_path, kept, kept_hashes, bad, len(decoded))
 
 
 def cached_arrays(

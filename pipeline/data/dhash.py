@@ -5,18 +5,18 @@ Hand-written: no maintained library hashes a memory-mapped uint8 array without d
 
 from __future__ import annotations
 
-import os
+import contextlib
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.common.atomic import temp_beside
+from pipeline.common.atomic import atomic_save
 
 GRID = 16  # 16 rows of 17 area means: 16 x 16 neighbour comparisons
 HASH_BITS = GRID * GRID
 MAX_BITS = HASH_BITS // 4  # a larger threshold would call unrelated radiographs duplicates
 _VERSION = 1  # bump when the hash changes: cached hash files carry it in their name
-_CHUNK = 256  # images hashed at a time (bounds memory at large working sizes)
+_CHUNK = 32  # images hashed at a time: their int64 area sums take 8 bytes a pixel, briefly
 _BLOCK = 256  # rows per block when comparing within one bucket
 _POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint16)
 
@@ -66,13 +66,8 @@ def cached_hashes(images: np.ndarray, images_path: Path | None) -> np.ndarray:
     except (OSError, ValueError):
         pass  # absent or torn: computed (and written) again
     hashes = difference_hashes(images)
-    try:
-        with temp_beside(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, hashes)
-            os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache still works, it only hashes again next time
+    with contextlib.suppress(OSError):  # a read-only cache still works, it hashes again next time
+        atomic_save(path, hashes)
     return hashes
 
 

@@ -19,6 +19,8 @@ duplicates exist.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.common.atomic import atomic_write_text
 from pipeline.common.errors import DataError
 from pipeline.data.dhash import (  # noqa: F401 -- difference_hashes, distances: part of the API
     HASH_BITS,
@@ -35,10 +38,11 @@ from pipeline.data.dhash import (  # noqa: F401 -- difference_hashes, distances:
     distances,
     near_pairs,
 )
-from pipeline.data.hashing import digest_bytes
+from pipeline.data.hashing import digest_bytes, digest_strings
 from pipeline.data.layouts import DataWarning, printable, some
 
 DEFAULT_BITS = 10  # re-encoded or rescaled copies: 0-10; different radiographs: ~30 and more
+GROUPS_VERSION = 1  # bump when find_groups or the difference hash changes what it finds
 
 
 class DuplicateImageWarning(DataWarning):
@@ -92,22 +96,25 @@ def find_groups(
 ) -> list[DuplicateGroup]:
     """Rows joined by equal content or by hashes at most ``max_bits`` apart (None: content only),
     as groups of two or more, ordered by their first row."""
-    uf = _UnionFind()
+    uf = _UnionFind()  # holds only rows joined to another: the rest are groups of one
     first: dict[str, int] = {}
     for row, digest in enumerate(content):
-        uf.union(first.setdefault(digest, row), row)
+        if first.setdefault(digest, row) != row:
+            uf.union(first[digest], row)
     pair_bits: list[tuple[int, int, int]] = []
     if hashes is not None and max_bits is not None:
         # Rows with one hash are compared once: copies of an image cost nothing more.
         unique, first_row, inverse = np.unique(hashes, axis=0, return_index=True,
                                                return_inverse=True)
+        first_row = first_row.tolist()
         for row, u in enumerate(inverse.ravel().tolist()):
-            uf.union(int(first_row[u]), row)
+            if first_row[u] != row:
+                uf.union(first_row[u], row)
         for ui, uj, d in near_pairs(unique, max_bits).tolist():
-            pair_bits.append((int(first_row[ui]), int(first_row[uj]), d))
-            uf.union(int(first_row[ui]), int(first_row[uj]))
+            pair_bits.append((first_row[ui], first_row[uj], d))
+            uf.union(first_row[ui], first_row[uj])
     members: dict[int, list[int]] = {}
-    for row in range(len(content)):
+    for row in sorted(uf.parent):
         members.setdefault(uf.find(row), []).append(row)
     widest: dict[int, int] = {}
     for i, _, d in pair_bits:
@@ -167,11 +174,25 @@ def show(groups: list[DuplicateGroup], files: Sequence[str], tag: Sequence[str] 
 
 def find_in(rows_images: np.ndarray, images_path: Path | None, content: Sequence[str] | None,
             max_bits: int | None) -> list[DuplicateGroup]:
-    """The duplicate groups of a dataset's decoded rows (``content``: per-row file hashes)."""
+    """The duplicate groups of a dataset's decoded rows (``content``: per-row file hashes), kept
+    beside the cache array they come from: a warm start reads them back."""
     if content is None:
         content = content_digests(rows_images)
+    saved = None
+    if images_path is not None:
+        key = digest_strings([str(max_bits), *content])[:16]
+        saved = images_path.with_name(f"{images_path.stem}.groups{GROUPS_VERSION}-{key}.json")
+        try:
+            return [DuplicateGroup(tuple(rows), bool(exact), int(bits))
+                    for rows, exact, bits in json.loads(saved.read_text())]
+        except (OSError, ValueError, TypeError):
+            pass  # absent or torn: found (and written) again
     hashes = cached_hashes(rows_images, images_path) if max_bits is not None else None
-    return find_groups(content, hashes, max_bits)
+    groups = find_groups(content, hashes, max_bits)
+    if saved is not None:
+        with contextlib.suppress(OSError):  # a read-only cache only finds them again next time
+            atomic_write_text(saved, json.dumps([[g.rows, g.exact, g.bits] for g in groups]))
+    return groups
 
 
 def refuse(groups: list[DuplicateGroup], patients: np.ndarray, files: Sequence[str],

@@ -64,10 +64,16 @@ class HashIndex:
             st = path.stat()
         except OSError:
             return digest
-        if st.st_size == len(data) and time.time_ns() - st.st_mtime_ns > _RACY_NS:
-            self.entries[str(path)] = [st.st_size, st.st_mtime_ns, digest]
-            self.dirty = True
+        if st.st_size == len(data):
+            self.note(path, digest, st.st_size, st.st_mtime_ns)
         return digest
+
+    def note(self, path: Path, digest: str, size: int, mtime_ns: int) -> None:
+        """Remember ``digest`` for the file of this size and mtime (read and hashed elsewhere,
+        by a decode worker), unless the mtime is too recent to trust."""
+        if time.time_ns() - mtime_ns > _RACY_NS:
+            self.entries[str(path)] = [size, mtime_ns, digest]
+            self.dirty = True
 
     def save(self) -> None:
         """Write the index atomically; concurrent writers lose at most each other's new entries."""

@@ -11,6 +11,7 @@ import errno
 import io
 import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,9 @@ def decode_image(source: str | os.PathLike[str] | bytes, image_size: int) -> np.
     (Keras-style, no crop or padding). Raises UnreadableImage naming the file and the reason.
     """
     name = "<bytes>" if isinstance(source, bytes) else str(source)
+    data = source if isinstance(source, bytes) else read_bytes(Path(source))  # regular files only
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        with Image.open(io.BytesIO(data)) as img:
             return to_square_gray(img, image_size)
     except FileNotFoundError as exc:
         raise UnreadableImage(name, "file not found") from exc
@@ -120,8 +122,21 @@ def _wide_to_uint8(img: Image.Image, size: int) -> np.ndarray:
 
 def read_bytes(path: Path) -> bytes:
     """The file's bytes, as an UnreadableImage (not a crash) when the file cannot be read."""
+    return read_file(path)[0]
+
+
+def read_file(path: Path) -> tuple[bytes, os.stat_result]:
+    """The file's bytes and the status of the file they came from. Anything but a regular file
+    (a FIFO, a device, a socket) is an UnreadableImage and is never opened for reading: opening
+    a FIFO waits for a writer forever. It is checked before opening, and again on the opened
+    file (opened non-blocking), should the path have been swapped in between."""
     try:
-        return path.read_bytes()
+        _require_regular(path, os.stat(path))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with open(fd, "rb") as fh:
+            st = os.fstat(fd)
+            _require_regular(path, st)
+            return fh.read(), st
     except FileNotFoundError as exc:
         raise UnreadableImage(str(path), "file not found") from exc
     except OSError as exc:
@@ -133,3 +148,14 @@ def read_bytes(path: Path) -> bytes:
         else:
             reason = f"cannot be read ({reason})"
         raise UnreadableImage(str(path), reason) from exc
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISDIR, "a folder"))
+
+
+def _require_regular(path: Path, st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        raise UnreadableImage(str(path), f"{kind}, not an image file: not opened")

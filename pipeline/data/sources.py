@@ -15,6 +15,7 @@ from PIL import Image
 
 from pipeline.common.errors import ConfigError, DataError
 from pipeline.data import decode_cache
+from pipeline.data.decode_pool import decode_workers
 from pipeline.data.hashing import HashIndex, digest_bytes, digest_strings, index_file_for
 from pipeline.data.images import PREPROCESS_VERSION, read_bytes, to_square_gray
 from pipeline.data.layouts import SCANNERS, dataset_root, normalise_class, printable, some
@@ -58,7 +59,8 @@ def from_files(ds: DictConfig, state_dir: Path) -> Rows:
         raise DataError(f"no image files found under dataset.root={root} (dataset={ds.name})")
     size = int(ds.image_size)
     paths = [root / f for f in listing.files]
-    decoded = decode_cache.decode_files(paths, root, size, state_dir)
+    workers = decode_workers(ds.get("decode_workers", "auto"))
+    decoded = decode_cache.decode_files(paths, root, size, state_dir, workers)
     skipped = [(listing.files[i], reason) for i, reason in sorted(decoded.bad.items())]
     _report_bad(skipped, str(ds.on_bad_image), root, len(listing.files))
     rows = decoded.kept

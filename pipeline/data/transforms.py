@@ -1,7 +1,8 @@
-"""Training-time augmentation presets (conf/augmentation/*.yaml) as torchvision.transforms.v2.
+"""Training-time augmentation presets (conf/augmentation/*.yaml), applied to whole batches.
 
-They act on one uint8 (1, S, S) tensor and keep its dtype and shape: batches stay uint8 and the
-model normalises them on the device.
+A preset acts on a uint8 batch (B, 1, S, S) on the device the model runs on, draws its random
+parameters per image, and keeps the dtype and shape: the model normalises the batch afterwards
+(see pipeline.data.batch_jitter).
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from collections.abc import Sequence
 
 import hydra
 from omegaconf import DictConfig
-from torchvision.transforms import v2
 
 from pipeline.common.errors import ConfigError
+from pipeline.data.batch_jitter import BatchJitter
 
 
-def build_augmentation(aug_cfg: DictConfig | dict | None) -> v2.Transform | None:
+def build_augmentation(aug_cfg: DictConfig | dict | None) -> BatchJitter | None:
     """The preset's transform (its ``_target_``, instantiated by Hydra with the preset's keys; a
     plain mapping of those keys is a ``jitter``), or None when it changes nothing."""
     if aug_cfg is None or aug_cfg.get("name") == "none":
@@ -29,7 +30,7 @@ def jitter(
     *, name: str = "custom", rotation: float = 0.0, translate: Sequence[float] | None = None,
     scale: Sequence[float] | None = None, shear: float = 0.0, hflip: float = 0.0,
     brightness: float = 0.0, contrast: float = 0.0,
-) -> v2.Transform | None:
+) -> BatchJitter | None:
     """Affine jitter, horizontal flip and intensity jitter (each 0 = off); None when all are off."""
     aug_cfg = {"name": name, "translate": translate, "scale": scale}
     rotation = float(rotation or 0.0)
@@ -43,25 +44,11 @@ def jitter(
     _check_range(aug_cfg, "brightness", brightness, 0.0, 1.0)
     _check_range(aug_cfg, "contrast", contrast, 0.0, 1.0)
 
-    steps: list[v2.Transform] = []
-    if rotation or any(translate) or scale != (1.0, 1.0) or shear:
-        steps.append(
-            v2.RandomAffine(
-                degrees=rotation,
-                translate=translate if any(translate) else None,
-                scale=scale if scale != (1.0, 1.0) else None,
-                shear=shear or None,
-                interpolation=v2.InterpolationMode.BILINEAR,
-                fill=0,  # the black of a radiograph's border
-            )
-        )
-    if hflip:
-        steps.append(v2.RandomHorizontalFlip(p=hflip))
-    if brightness or contrast:
-        steps.append(v2.ColorJitter(brightness=brightness or None, contrast=contrast or None))
-    if not steps:
+    if not (rotation or any(translate) or scale != (1.0, 1.0) or shear or hflip or brightness
+            or contrast):
         return None
-    return v2.Compose(steps)
+    return BatchJitter(rotation=rotation, translate=translate, scale=scale, shear=shear,
+                       hflip=hflip, brightness=brightness, contrast=contrast)
 
 
 def _pair(cfg: DictConfig | dict, key: str, default: tuple[float, float]) -> tuple[float, float]:

@@ -78,3 +78,27 @@ def test_bench_pruning_and_memory_figures(capsys, tmp_path):
     assert cv["fits_single"] == cv["trials"] and cv["trials"] <= cv["fits_cv"] <= (
         cv["trials"] * cv["folds"])
     _targets_agree(result)
+
+
+@pytest.mark.slow
+def test_bench_scan_and_loader_figures(capsys, tmp_path):
+    result = _run(capsys, tmp_path, ["scale", "loader"])
+    scale = result["details"]["scale"]
+    assert scale["images"] == bench.PROFILES["smoke"].scale_images and scale["skipped"] == 0
+    assert scale["duplicate_groups"] == 0  # every generated file is its own radiograph
+    assert result["decode_parallel_speedup"] == _ratio(scale["decode_one_s"],
+                                                       scale["decode_parallel_s"])  # one block
+    assert scale["decode_block_ratios"] == [result["decode_parallel_speedup"]]
+    assert result["warm_scan_ratio"] == _ratio(scale["warm_s"], scale["cold_s"])
+    assert result["scan_rss_per_10k_images"] == pytest.approx(
+        (scale["rss_growth_mib"] - scale["small_rss_growth_mib"]) * 10_000
+        / (scale["images"] - scale["small_images"]), abs=0.01)
+    assert 0 < scale["map_mib"] < scale["peak_rss_mib"]
+    loader = result["details"]["loader"]
+    assert result["loader_img_per_s"] == pytest.approx(
+        sorted(loader["real_img_per_s"])[len(loader["real_img_per_s"]) // 2], abs=1e-3)
+    assert result["loader_img_per_s"] > 0 and loader["image_size"] == 64
+    assert result["loader_vs_synthetic"] == pytest.approx(
+        sorted(loader["ratios"])[len(loader["ratios"]) // 2], abs=1e-3)
+    assert result["pipeline_vs_bare"] is None and result["cv_cost"] is None
+    _targets_agree(result)

@@ -1,10 +1,12 @@
-"""ChestXrayDataModule: uint8 batches, seeded order, two augmented views, weighted sampling,
-unaugmented val/test, workers that map the cache file; and the augmentation presets."""
+"""ChestXrayDataModule: uint8 batches, seeded order and augmentation, two augmented views,
+weighted sampling, unaugmented val/test, workers that map the cache file, augmentation applied
+by Lightning to training batches only; and the augmentation presets."""
 
 from __future__ import annotations
 
 import pickle
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
@@ -54,8 +56,7 @@ def test_batches_are_uint8_with_int64_labels() -> None:
 
 def test_two_views_are_independently_augmented() -> None:
     dm = ChestXrayDataModule(make_bundle(), batch_size=8, augmentation=strong(), two_views=True)
-    torch.manual_seed(0)
-    x, y = next(iter(dm.train_dataloader()))
+    x, y = dm.augment_batch(next(iter(dm.train_dataloader())))
     assert x.shape == (8, 2, 1, SIZE, SIZE) and x.dtype == torch.uint8
     assert not torch.equal(x[:, 0], x[:, 1])
     xv, _ = next(iter(dm.val_dataloader()))
@@ -73,8 +74,8 @@ def test_val_and_test_are_ordered_and_unaugmented() -> None:
 
 
 def train_epoch(dm: ChestXrayDataModule) -> tuple[torch.Tensor, torch.Tensor]:
-    torch.manual_seed(123)  # augmentation draws from torch's RNG, as under seed_everything
-    xs, ys = zip(*dm.train_dataloader(), strict=True)
+    torch.manual_seed(123)  # the global RNG (as under seed_everything) plays no part
+    xs, ys = zip(*map(dm.augment_batch, dm.train_dataloader()), strict=True)
     return torch.cat(xs), torch.cat(ys)
 
 
@@ -85,6 +86,9 @@ def test_seeded_order_repeats_and_seed_matters() -> None:
     c = train_epoch(ChestXrayDataModule(bundle, 8, augmentation=strong(), seed=4))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[0], c[0])
+    again = ChestXrayDataModule(bundle, 8, augmentation=strong(), seed=3)
+    train_epoch(again)
+    assert torch.equal(train_epoch(again)[0], a[0])  # a new loader (a new fit) starts over
     train_rows = bundle.indices("train")
     assert sorted(a[1].tolist()) == sorted(bundle.labels[train_rows].tolist())  # a permutation
 
@@ -155,10 +159,9 @@ def test_augmentation_presets_keep_uint8_shape(preset: str) -> None:
     if preset == "none":
         assert transform is None
         return
-    x = torch.from_numpy(make_bundle().images[0]).unsqueeze(0)
-    torch.manual_seed(0)
-    out = transform(x)
-    assert out.dtype == torch.uint8 and out.shape == (1, SIZE, SIZE)
+    x = torch.from_numpy(make_bundle().images[:4]).unsqueeze(1)
+    out = transform(x, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.uint8 and out.shape == (4, 1, SIZE, SIZE)
     assert not torch.equal(out, x)
 
 
@@ -171,3 +174,41 @@ def test_bad_augmentation_and_loader_values() -> None:
     with pytest.raises(ConfigError, match="sampler"):
         compose(["dataset.sampler=oversample"])
 
+
+
+class _Recorder(pl.LightningModule):
+    """A model that learns nothing and keeps every batch Lightning hands it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen: dict[str, list[torch.Tensor]] = {"train": [], "val": []}
+
+    def training_step(self, batch, batch_idx):
+        self.seen["train"].append(batch[0])
+        return (self.weight * 0).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.seen["val"].append(batch[0])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+@pytest.mark.parametrize("two_views", [False, True])
+def test_lightning_augments_training_batches_only(two_views: bool) -> None:
+    bundle = make_bundle()
+    dm = ChestXrayDataModule(bundle, 8, augmentation=strong(), two_views=two_views, seed=5)
+    model = _Recorder()
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, num_sanity_val_steps=0,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.fit(model, datamodule=dm)
+    train = torch.cat(model.seen["train"])
+    expected = torch.cat([dm.augment_batch(b)[0] for b in dm.train_dataloader()])
+    assert torch.equal(train, expected)  # the same draws, in the same order, as augment_batch
+    assert train.shape[1:] == ((2, 1, SIZE, SIZE) if two_views else (1, SIZE, SIZE))
+    raw = torch.cat([x for x, _ in dm.train_dataloader()])
+    assert not torch.equal(train[:, 0] if two_views else train, raw)
+    rows = bundle.indices("val")
+    assert torch.equal(torch.cat(model.seen["val"])[:, 0], torch.from_numpy(bundle.images[rows]))

@@ -11,7 +11,7 @@ import pytest
 from xray_files import age_files, write_class_tree, write_image
 
 from pipeline.config import compose
-from pipeline.data import decode_cache
+from pipeline.data import decode_pool
 from pipeline.data.bundle import load_data
 from pipeline.data.hashing import HashIndex
 
@@ -25,7 +25,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 class Counter:
-    """Wraps a function and counts its calls (decode_image, read_bytes)."""
+    """Wraps a function and counts its calls (decode_image, read_file)."""
 
     def __init__(self, fn) -> None:
         self.fn, self.calls = fn, 0
@@ -36,10 +36,10 @@ class Counter:
 
 
 def counted(monkeypatch) -> tuple[Counter, Counter]:
-    decodes = Counter(decode_cache.decode_image)
-    reads = Counter(decode_cache.read_bytes)
-    monkeypatch.setattr(decode_cache, "decode_image", decodes)
-    monkeypatch.setattr(decode_cache, "read_bytes", reads)
+    decodes = Counter(decode_pool.decode_image)
+    reads = Counter(decode_pool.read_file)
+    monkeypatch.setattr(decode_pool, "decode_image", decodes)
+    monkeypatch.setattr(decode_pool, "read_file", reads)
     return decodes, reads
 
 

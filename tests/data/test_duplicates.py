@@ -230,8 +230,26 @@ def test_hashes_are_cached_beside_the_decoded_array(tmp_path: Path, make_cfg,
         raise AssertionError("hashed again instead of reading the cached hashes")
 
     monkeypatch.setattr(dhash, "difference_hashes", no_hashing)  # what cached_hashes calls
+    for groups in first.images_path.parent.glob("*.groups*"):
+        groups.unlink()  # the groups are found again, from the cached hashes
     second, _ = quiet_load(make_cfg, root)
     assert second.duplicates == first.duplicates and second.fingerprint == first.fingerprint
+
+
+def test_groups_are_cached_beside_the_decoded_array(tmp_path: Path, make_cfg,
+                                                    monkeypatch) -> None:
+    root = cohort(tmp_path / "r", pairs=2, near=True)
+    first, _ = quiet_load(make_cfg, root)
+    assert first.duplicates and len(list(first.images_path.parent.glob("*.groups*"))) == 1
+
+    def no_search(*args):
+        raise AssertionError("searched again instead of reading the cached groups")
+
+    monkeypatch.setattr(duplicates, "find_groups", no_search)
+    second, _ = quiet_load(make_cfg, root)
+    assert second.duplicates == first.duplicates and second.fingerprint == first.fingerprint
+    with pytest.raises(AssertionError, match="searched again"):  # another threshold: searched
+        quiet_load(make_cfg, root, "dataset.near_duplicate_bits=null")
 
 
 def test_synthetic_has_no_duplicates(make_cfg) -> None:

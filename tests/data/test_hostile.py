@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import pathlib
 import struct
 import warnings
 import zlib
@@ -118,14 +117,14 @@ def test_unreadable_file_reason_says_how_to_fix(tmp_path: Path, make_cfg, monkey
     root = tmp_path / "r"
     write_class_tree(root, {"a": 5, "b": 5})
     locked = root / "a" / "img_002.png"
-    real_read = pathlib.Path.read_bytes
+    real_open = os.open
 
-    def read_bytes(self: Path) -> bytes:
-        if self == locked:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read(self)
+    def open_file(path, flags, *args, **kwargs):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(os, "open", open_file)
     with pytest.warns(BadImageWarning, match=r"a/img_002\.png \(cannot be read \(Permission "
                                              r"denied; chmod a\+r makes it readable\)\)"):
         bundle = load_tree(make_cfg, root)

@@ -23,18 +23,8 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a size-limited tmpfs here (needs root and mount rights): "
-                    f"{proc.stderr.strip() or proc.returncode}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+def small_disk(small_tmpfs):
+    return small_tmpfs("48m")
 
 
 def sweep(overrides: list[str]) -> subprocess.CompletedProcess:

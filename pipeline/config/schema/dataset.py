@@ -31,6 +31,8 @@ class Dataset:
     batch_size: Positive = 32
     # auto: 0 on CPU; with a GPU, up to 4 processes augment while it trains
     num_workers: Annotated[int | str, Literal["auto"], Range(0)] = "auto"
+    # Processes that read and decode a cold scan: auto = one per core, or a number.
+    decode_workers: Annotated[int | str, Literal["auto"], Range(1)] = "auto"
     val_fraction: _SPLIT_SHARE = 0.15
     test_fraction: _SPLIT_SHARE = 0.15
     # The split's own seed: runs at seed=1,2,3 (replicates) share one split.

@@ -67,11 +67,17 @@ class FeatureDataModule(pl.LightningDataModule):
         loader = self.base.train_dataloader()
         if not self.train:
             return loader
-        if getattr(loader.dataset, "transform", None) is not None or getattr(
-            loader.dataset, "two_views", False
-        ):
+        if self.base.augmentation is not None or self.base.two_views:
             raise ValueError("training images are augmented: their features cannot be cached")
         return self._swap(loader, "train", self.autocast)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches of images (an augmented split is never cached) are augmented as
+        the image module does it; features pass as they are."""
+        trainer = self.trainer
+        if not self.train and trainer is not None and trainer.training:
+            return self.base.augment_batch(batch)
+        return batch
 
     def val_dataloader(self) -> DataLoader:
         return self._swap(self.base.val_dataloader(), "val", self.autocast)
