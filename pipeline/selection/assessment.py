@@ -143,6 +143,6 @@ def small_test_warning(ev: Evaluation) -> str | None:
     if not small:
         return None
     listing = ", ".join(f"{c} {n}" for c, n in small.items())
-    return (f"the test split has images of fewer than {SMALL_CLASS} patients of some class "
+    return (f"the test split has fewer than {SMALL_CLASS} patients of some class "
             f"({listing}): every interval is wide and backbones are hard to tell apart; "
             "cross-validate the search (sweep.cv_folds=5) and add data where you can")

@@ -22,8 +22,8 @@ def limitations(facts: Facts, assessed: Sequence[Assessed]) -> list[str]:
     small = small_classes(champion.evaluation)
     if small:
         listing = ", ".join(f"{c} ({n})" for c, n in small.items())
-        out.append(f"Few test patients in class {listing}, under {SMALL_CLASS}: its intervals "
-                   "are wide and small differences cannot be detected.")
+        out.append(f"Few test patients (under {SMALL_CLASS}) in class(es) {listing}: their "
+                   "intervals are wide and small differences cannot be detected.")
     if facts.split_unit == "image":
         out.append("The data carry no patient identifiers: the splits and the bootstrap are by "
                    "image, so one patient's images may sit in training and test, and the "
@@ -58,6 +58,11 @@ def limitations(facts: Facts, assessed: Sequence[Assessed]) -> list[str]:
             out.append(f"{item.backbone}: in some bootstrap replicates a metric was undefined "
                        f"({', '.join(f'{k} {n}' for k, n in missing.items())} of "
                        f"{item.test.n_replicates}); its interval is over the others.")
+    if champion.temperature is not None and champion.ece > champion.ece_before:
+        why = (": its networks disagree, and a mean of calibrated networks is under-confident"
+               if champion.evaluation.networks.shape[0] > 1 else "")
+        out.append(f"Temperature scaling raised the champion's test ECE "
+                   f"({champion.ece_before:.3f} unscaled, {champion.ece:.3f} as served){why}.")
     if facts.folds > 1:
         out.append(f"Validation scores are means over {facts.folds} folds of single fold "
                    "networks, while each model tested averages its fold networks: validation "
