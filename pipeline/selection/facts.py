@@ -76,6 +76,20 @@ def external_runs(store: Store, champion_run_id: str | None) -> list:
     return store.search(where(role=Role.EXTERNAL, model_run_id=champion_run_id), max_results=50)
 
 
+def data_fields(data: dict) -> dict:
+    """The Facts a data summary (``DataBundle.summary``) gives."""
+    return {
+        "classes": list(data.get("classes", {})),
+        "split_unit": str(data.get("split_unit", "patient")),
+        "splits_given": list(data.get("splits_given", [])),
+        "patient_overlap": int(data.get("patient_overlap", 0)),
+        "duplicate_groups": int(data.get("duplicate_groups", 0)),
+        "duplicates_across_splits": int(data.get("duplicates_across_splits", 0)),
+        "splits": dict(data.get("splits", {})), "patients": dict(data.get("patients", {})),
+        "class_counts": dict(data.get("class_counts", {})), "skipped": int(data.get("skipped", 0)),
+    }
+
+
 def gather(store: Store, cfg: DictConfig, comp: Competition, assessed: Sequence[Assessed],
            samples: Resamples, test_uses: int, champion_run_id: str | None) -> Facts:
     champion = assessed[0]
@@ -83,9 +97,10 @@ def gather(store: Store, cfg: DictConfig, comp: Competition, assessed: Sequence[
     singles = [a for a in assessed if a.candidate.kind == "backbone"]
     ensembles = [a.backbone for a in assessed if a.candidate.members]
     recipe = next((a.backbone for a in assessed if a.candidate.recipe), None)
+    fields = data_fields(data)
+    fields["classes"] = list(champion.evaluation.classes)
     return Facts(
-        dataset=comp.dataset, fingerprint=comp.fingerprint,
-        classes=list(champion.evaluation.classes), metric=comp.metric,
+        **fields, dataset=comp.dataset, fingerprint=comp.fingerprint, metric=comp.metric,
         weights=weights_of(store, comp),
         image_sizes=sorted({r.data.tags.get(Tag.IMAGE_SIZE, "?") for a in singles
                             for r in a.candidate.runs}),
@@ -94,15 +109,8 @@ def gather(store: Store, cfg: DictConfig, comp: Competition, assessed: Sequence[
         trials={a.backbone: (a.candidate.complete, a.candidate.pruned, a.candidate.failed)
                 for a in singles},
         folds=int(run.data.params.get("objective.cv_folds", "1") or 1),
-        split_unit=str(data.get("split_unit", "patient")),
-        splits_given=list(data.get("splits_given", [])),
-        patient_overlap=int(data.get("patient_overlap", 0)),
-        duplicate_groups=int(data.get("duplicate_groups", 0)),
-        duplicates_across_splits=int(data.get("duplicates_across_splits", 0)),
-        on_duplicate=champion.evaluation.on_duplicate,
-        splits=dict(data.get("splits", {})), patients=dict(data.get("patients", {})),
-        class_counts=dict(data.get("class_counts", {})), skipped=int(data.get("skipped", 0)),
-        bootstrap_unit=samples.unit, n_replicates=len(samples), strata=samples.strata,
+        on_duplicate=champion.evaluation.on_duplicate, bootstrap_unit=samples.unit,
+        n_replicates=len(samples), strata=samples.strata,
         operating_point=str(cfg.select.operating_point),
         calibrated=champion.temperature is not None, test_uses=test_uses,
         seed=run.data.tags.get(Tag.SEED, "-"), split_seed=run.data.params.get("dataset.seed", "-"),

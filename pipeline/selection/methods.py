@@ -12,7 +12,7 @@ from pipeline.selection.facts import Facts
 
 def _searched(studies: Sequence[Any]) -> str:
     names = sorted({p for s in studies for t in s.trials for p in t.params})
-    text = ", ".join(n.split(".")[-1].replace("_", " ") for n in names) or "the configuration"
+    text = ", ".join(n.split(".")[-1].replace("_", " ") for n in names) or "the hyperparameters"
     return text[:1].upper() + text[1:]
 
 
@@ -22,8 +22,8 @@ def weights_text(facts: Facts) -> str:
         what = ("random weights (no pretraining)" if kind == "random" else
                 f"ImageNet weights ({kind.removeprefix('imagenet:')})" if kind.startswith(
                     "imagenet:") else f"the weights file {kind.removeprefix('file:')}")
-        parts.append(f"{', '.join(backbones)} from {what}")
-    return "; ".join(parts) or "unknown weights (no competing run logged them)"
+        parts.append(f"{what} for {', '.join(backbones)}")
+    return "; ".join(parts) or "not logged by the competing runs"
 
 
 def split_text(facts: Facts) -> str:
@@ -62,9 +62,16 @@ def trials_text(facts: Facts) -> str:
 
 def methods_paragraph(facts: Facts, assessed: Sequence[Assessed], studies: Sequence[Any]) -> str:
     champion = assessed[0]
-    metric = facts.metric.removeprefix("val_").replace("_", " ")
+    metric = facts.metric.removeprefix("val_").replace("_", " ").replace("auroc", "AUROC")
     splits, patients = facts.splits, facts.patients
     unit = facts.bootstrap_unit
+
+    def counted(split: str, words: bool = False) -> str:
+        images = f"{splits.get(split, '?')}{' images' if words else ''}"
+        if facts.split_unit == "image":
+            return images
+        return f"{images}, {patients.get(split, '?')}{' patients' if words else ''}"
+
     cv = (f" Each trial was trained on {facts.folds} folds of the training and validation data, "
           f"and its score was the mean of the folds' validation {metric}." if facts.folds > 1
           else "")
@@ -92,11 +99,10 @@ def methods_paragraph(facts: Facts, assessed: Sequence[Assessed], studies: Seque
                  "unchanged to the test split." if champion.threshold is not None else "")
     return (
         f"The {sum(splits.values())} images of dataset {facts.dataset} "
-        f"({', '.join(facts.classes)}) were split into training ({splits.get('train', '?')} "
-        f"images, {patients.get('train', '?')} patients), validation ({splits.get('val', '?')}, "
-        f"{patients.get('val', '?')}) and test ({splits.get('test', '?')}, "
-        f"{patients.get('test', '?')}) sets, {split_text(facts)}. {duplicates_text(facts)} "
-        f"The backbones started from {weights_text(facts)}; images were "
+        f"({', '.join(facts.classes)}) were split into training ({counted('train', True)}), "
+        f"validation ({counted('val')}) and test ({counted('test')}) sets, "
+        f"{split_text(facts)}. {duplicates_text(facts)} Initial weights: "
+        f"{weights_text(facts)}; images were "
         f"{'/'.join(facts.image_sizes)} px and each trial trained for at most "
         f"{'/'.join(sorted(set(facts.epochs.values())))} epochs. {_searched(studies)} were "
         f"searched with Optuna ({trials_text(facts)}).{cv} Each backbone's best trial was chosen "

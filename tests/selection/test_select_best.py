@@ -36,7 +36,8 @@ from pipeline.evidence.operating_point import choose_threshold
 from pipeline.runs.context import open_context
 from pipeline.selection.champion import data_overrides, select_champion
 from pipeline.selection.competition import competition
-from tests.sweep_store import BACKBONES, run_module, sweep_store
+from pipeline.selection.statistics import holm
+from tests.sweep_store import BACKBONES, RECIPE, run_module, sweep_store
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -93,11 +94,13 @@ def test_the_champion_is_the_best_complete_trial_and_each_row_its_backbones_best
     assert summary["champion_run_id"] not in store.decoys.values()
 
     table = summary["table"]
-    assert sorted(row["backbone"] for row in table) == sorted(BACKBONES)  # one row per backbone
-    assert [row["winner"] for row in table] == [True, False]
+    backbones = [row for row in table if row["kind"] == "backbone"]
+    assert sorted(row["backbone"] for row in backbones) == sorted(BACKBONES)  # one row each
+    assert [row["winner"] for row in table] == [True] + [False] * (len(table) - 1)
     assert table[0]["run_id"] == summary["champion_run_id"]
     for row in table:
         assert set(row) == ROW_KEYS
+    for row in backbones:
         mine = [r for r in runs if r.data.tags["backbone"] == row["backbone"]]
         best = best_of(mine)
         assert row["run_id"] == best.info.run_id
@@ -107,7 +110,23 @@ def test_the_champion_is_the_best_complete_trial_and_each_row_its_backbones_best
         assert row["trials_complete"] == 2
         assert row["trials_pruned"] == (1 if row["backbone"] == "resnet18" else 0)
         assert row["trials_failed"] == (1 if row["backbone"] == "resnet18" else 0)
-        assert row["kind"] == "backbone" and row["recipe"] is None
+    # The best recipe trial is tested beside the champion: its own row, or the row it is.
+    recipe_run = best_of([r for r in runs if r.data.tags.get("baseline") == RECIPE])
+    recipe_rows = [row for row in table if row["run_id"] == recipe_run.info.run_id]
+    assert len(recipe_rows) == 1 and recipe_rows[0]["recipe"] == RECIPE
+    assert recipe_rows[0]["kind"] == ("backbone" if recipe_rows[0] in backbones else "recipe")
+    assert recipe_rows[0]["test_auroc"] is not None
+    gain = summary["search_gain_test"]
+    searched = best_of([r for r in runs if "baseline" not in r.data.tags])
+    assert (gain["searched_run_id"], gain["recipe_run_id"]) == (searched.info.run_id,
+                                                                 recipe_run.info.run_id)
+    low, high = gain["ci"]
+    assert low <= gain["delta_auroc"] <= high and 0 < gain["p_value"] <= 1
+    assert (f"search gain over the papers' recipes on test: {gain['delta_auroc']:+.3f} "
+            f"[{low:+.3f}, {high:+.3f}], p = {gain['p_value']:.2f}") in stdout
+    assert "search gain over the papers' recipes on validation (optimistic" in stdout
+    assert summary["search_gain_val"]["optimistic"] is True
+
     assert "| Backbone |" in stdout and "(winner)" in stdout
     assert "at the youden threshold chosen on validation" in stdout
     assert "| p (paired patient bootstrap) | p (Holm) |" in stdout  # the header names the test
@@ -116,12 +135,13 @@ def test_the_champion_is_the_best_complete_trial_and_each_row_its_backbones_best
     assert "warning: the test split has fewer than 20 patients" in stdout  # a tiny test split
     assert summary["n_replicates"] == 300 and summary["paired_test"] == "paired patient bootstrap"
     assert summary["test_uses"] == 1 and "used for selection" not in stdout
-    other = summary["table"][1]
-    if other["p_holm"] >= 0.05:
-        assert (f"{other['backbone']} against the champion {summary['backbone']}: no significant "
-                f"difference detected (Holm-adjusted p = ") in stdout
+    others = table[1:]
+    assert [row["p_holm"] for row in others] == pytest.approx(holm([r["p_value"] for r in others]))
+    for row in others:
+        if row["p_holm"] >= 0.05:
+            assert (f"{row['backbone']} against the champion {summary['backbone']}: no "
+                    "significant difference detected (Holm-adjusted p = ") in stdout
     assert any("random weights" in line for line in summary["limitations"])
-    assert summary["search_gain_test"] is None  # this store has no recipe trials
 
 
 def test_test_metrics_at_the_validation_threshold_match_scikit_learn(store, selected):
@@ -171,8 +191,7 @@ def test_test_metrics_at_the_validation_threshold_match_scikit_learn(store, sele
             assert row["delta_auroc"] == pytest.approx(row["test_auroc"] - champion_auroc)
             low, high = row["delta_auroc_ci"]
             assert low <= high and 0.0 < row["p_value"] <= 1.0
-            # One comparison: Holm changes nothing; p and the interval agree about zero.
-            assert row["p_holm"] == pytest.approx(row["p_value"])
+            assert row["p_holm"] >= row["p_value"]  # p and the interval agree about zero:
             assert (low > 0 or high < 0) == (row["p_value"] < 0.05) or abs(
                 row["p_value"] - 0.05) < 4 / 301
         assert row["val_minus_test"] == pytest.approx(row["val_auroc"] - roc_auc_score(
