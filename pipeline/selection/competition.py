@@ -52,6 +52,13 @@ class Candidate:
     kind: str = "backbone"  # backbone (its best run) | ensemble | recipe (the best recipe run)
 
     @property
+    def key(self) -> str:
+        """The row's name where MLflow names things (metric prefixes, artifact folders)."""
+        if self.kind == "recipe":
+            return f"recipe_{self.recipe}_{self.run.data.tags.get(Tag.BACKBONE, '')}"
+        return self.backbone
+
+    @property
     def recipe(self) -> str | None:
         """The paper whose published recipe this run trained (None: a searched trial)."""
         return self.run.data.tags.get(Tag.BASELINE) if self.run is not None else None

@@ -68,7 +68,7 @@ def log_selection(
     ) as run:
         metrics = {**selection_metrics(winner, comp.metric), **extra, "test_uses": uses}
         for item in assessed:
-            metrics.update({f"{item.backbone}.{k}": v
+            metrics.update({f"{item.candidate.key}.{k}": v
                             for k, v in selection_metrics(item, comp.metric).items()})
         params = {f"select.{k}": str(v) for k, v in
                   {"metric": comp.metric, "direction": comp.direction,
@@ -76,7 +76,8 @@ def log_selection(
                    "model_name": cfg.select.model_name, "bootstrap": cfg.select.bootstrap,
                    "operating_point": cfg.select.operating_point,
                    "calibrate": cfg.select.calibrate}.items()}
-        params["candidates"] = ",".join(f"{a.backbone}:{a.candidate.run_id}" for a in assessed)
+        params["candidates"] = ",".join(f"{a.candidate.key}:{a.candidate.run_id}"
+                                        for a in assessed)
         store.log(run.id, metrics=metrics, params=params)
         with tempfile.TemporaryDirectory() as tmp:
             write_artifacts(Path(tmp), assessed, rows, markdown, sentences)
@@ -90,10 +91,10 @@ def write_artifacts(out: Path, assessed: Sequence[Assessed], rows: list[dict], m
     (out / "comparison.csv").write_text(to_csv(rows))
     for item in assessed:
         ev, served = item.evaluation, item.served
-        write_reports(out / item.backbone, served.probs, ev.target, ev.classes,
+        write_reports(out / item.candidate.key, served.probs, ev.target, ev.classes,
                       ev.positive_index, "test_", served.labels)
         ev.predictions(served.probs, served.labels).to_csv(
-            out / item.backbone / "test_predictions.csv", index=False, lineterminator="\n")
+            out / item.candidate.key / "test_predictions.csv", index=False, lineterminator="\n")
     champion = assessed[0]
     curves = {"test, unscaled": (champion.evaluation.probs, champion.evaluation.target)}
     if champion.temperature is not None:

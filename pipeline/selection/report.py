@@ -73,7 +73,7 @@ def write_report(cfg: DictConfig, store: Store, comp: Competition,
              "<h2 id='figures'>Figures</h2>",
              _img(figures.roc_figure(assessed), "roc", "test ROC, champion boldest"),
              _img(figures.reliability_figure(assessed), "reliability", "reliability on test")]
-    parts += [_img(figures.confusion_figure(item), f"confusion-{item.backbone}",
+    parts += [_img(figures.confusion_figure(item), f"confusion-{item.candidate.key}",
                    f"confusion matrix of {item.backbone} at its operating point")
               for item in assessed]
     for study in studies:

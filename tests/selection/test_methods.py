@@ -7,17 +7,23 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.config import compose
 from pipeline.data.bundle import load_data
+from pipeline.evidence.bootstrap import resample
 from pipeline.evidence.calibration import TEMPERATURES, Calibration
+from pipeline.selection.assessment import assess_one, serve
 from pipeline.selection.checklist import checklist
 from pipeline.selection.claims import sentences
+from pipeline.selection.comparison import table_row
+from pipeline.selection.competition import Candidate
 from pipeline.selection.limitations import limitations
 from pipeline.selection.methods import methods_paragraph, protocol_rows
+from pipeline.selection.sections import per_class_section
 from tests.data.xray_files import write_class_tree, write_image
-from tests.selection.by_hand import assessed_for, facts_for, versus
+from tests.selection.by_hand import assessed_for, evaluation, facts_for, fake_run, versus
 
 
 def load(state_dir: Path, root: Path, *more: str):
@@ -142,3 +148,30 @@ def test_every_checklist_item_has_a_value_or_says_why_not(by_image):
         assert value and (not value.startswith("not available") or ": " in value), item
     external = dict((item, value) for _, item, value in rows)["External testing"]
     assert external.startswith("not available: no external validation")
+
+
+def test_a_multiclass_report_gives_each_class_its_own_results_with_intervals(tmp_path, state_dir):
+    root = tmp_path / "three"
+    write_class_tree(root, {"covid": 16, "normal": 16, "pneumonia": 16})
+    with pytest.warns(UserWarning):
+        bundle = load(state_dir, root, "dataset.val_fraction=0.25", "dataset.test_fraction=0.25",
+                      "dataset.positive_class=null")
+    rng = np.random.default_rng(0)
+    ev = evaluation(bundle, 0)
+    for name in ("networks", "val_networks"):
+        target = ev.target if name == "networks" else ev.val_target
+        probs = rng.dirichlet(np.ones(3), len(target))
+        probs[np.arange(len(target)), target] += 0.5
+        setattr(ev, name, (probs / probs.sum(axis=1, keepdims=True))[None])
+    ev.positive_index = None
+    samples = resample(ev.patients, ev.target, 50, 0, "image")
+    item = assess_one(Candidate("resnet18", fake_run("r"), 0.8, 1, 0), ev,
+                      serve(ev, True, "youden"), samples, "val_auroc")
+    assert item.threshold is None and set(item.per_class) == {"covid", "normal", "pneumonia"}
+    row = table_row(item, "val_auroc", winner=True)
+    covid = row["per_class"]["covid"]
+    assert set(covid) == {"auroc", "auroc_ci", "sensitivity", "sensitivity_ci", "specificity",
+                          "specificity_ci"}
+    html = per_class_section([row], bundle.classes)
+    assert "id=\"per-class-table\"" in html and "pneumonia" in html
+    assert f"{covid['auroc']:.3f} [{covid['auroc_ci'][0]:.3f}, {covid['auroc_ci'][1]:.3f}]" in html
