@@ -92,15 +92,15 @@ def to_markdown(rows: Sequence[Mapping[str, Any]], metric: str, operating_point:
         if row["recipe"] and row["kind"] == "backbone":
             name += f" (recipe of paper {row['recipe']})"
         cells = [name, f"{row['trials_complete']}/{row['trials_pruned']}/{row['trials_failed']}",
-                 _num(row[metric]), _num(row["val_minus_test"], "+.3f")]
-        cells += [_with_ci(row[key], row[f"{key}_ci"]) for key in TEST_COLUMNS]
-        cells += ["-" if row["delta_auroc"] is None else _with_ci(row["delta_auroc"],
+                 num(row[metric]), num(row["val_minus_test"], "+.3f")]
+        cells += [with_ci(row[key], row[f"{key}_ci"]) for key in TEST_COLUMNS]
+        cells += ["-" if row["delta_auroc"] is None else with_ci(row["delta_auroc"],
                                                                   row["delta_auroc_ci"], "+.3f"),
-                  _num(row["p_value"], ".3g"), _num(row["p_holm"], ".3g"), _num(row["ece"]),
-                  _num(row["brier"])]
+                  num(row["p_value"], ".3g"), num(row["p_holm"], ".3g"), num(row["ece"]),
+                  num(row["brier"])]
         if binary:
-            cells.append(_num(row["threshold"]))
-        cells.append(_num(row["temperature"], ".3f")
+            cells.append(num(row["threshold"]))
+        cells.append(num(row["temperature"], ".3f")
                      + (" (at its bound)" if row["temperature_at_bound"] else ""))
         cells.append("degenerate: " + "; ".join(row["degenerate"]) if row["degenerate"] else "")
         cells += [_count(row["trainable_params"]), _count(row["total_params"]), row["run_id"]]
@@ -124,15 +124,16 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _with_ci(value: float | None, ci: Sequence[float | None] | None, fmt: str = ".3f") -> str:
-    if value is None:
+def with_ci(value: float | None, ci: Sequence[float | None] | None, fmt: str = ".3f") -> str:
+    """``0.874 [0.812, 0.931]``; ``-`` when there is no value."""
+    if value is None or not math.isfinite(value):
         return "-"
     if not ci or ci[0] is None or ci[1] is None:
         return format(value, fmt)
     return f"{value:{fmt}} [{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
 
 
-def _num(value: float | None, fmt: str = ".4f") -> str:
+def num(value: float | None, fmt: str = ".4f") -> str:
     return "-" if value is None or not math.isfinite(value) else format(value, fmt)
 
 

@@ -5,12 +5,11 @@ the reporting checklist. Hand-written HTML: tables and paragraphs, no template e
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from pipeline.evidence.metrics import METRICS, PER_CLASS
-from pipeline.selection.comparison import TEST_COLUMNS
+from pipeline.selection.comparison import TEST_COLUMNS, num, with_ci
 from pipeline.selection.facts import Facts
 from pipeline.selection.methods import protocol_rows
 
@@ -26,18 +25,6 @@ def table(header: Sequence[str], body: Sequence[Sequence[Any]], ident: str = "")
 def paragraphs(texts: Sequence[str], css: str = "") -> str:
     attribute = f" class='{css}'" if css else ""
     return "".join(f"<p{attribute}>{html.escape(t)}</p>" for t in texts)
-
-
-def with_ci(value: float | None, ci: Sequence[float | None] | None, fmt: str = ".3f") -> str:
-    if value is None or not math.isfinite(value):
-        return "-"
-    if not ci or ci[0] is None or ci[1] is None:
-        return format(value, fmt)
-    return f"{value:{fmt}} [{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
-
-
-def num(value: float | None, fmt: str = ".4f") -> str:
-    return "-" if value is None or not math.isfinite(value) else format(value, fmt)
 
 
 def data_section(facts: Facts) -> str:
