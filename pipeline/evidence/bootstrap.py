@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.evidence.metrics import (
+    METRICS,
     scores,
     weighted_auroc_of,
     weighted_class_scores,
@@ -115,10 +116,12 @@ class Uncertain:
                    len(next(iter(draws.values()))) if draws else 0,
                    {k: n for k, n in undefined.items() if n})
 
-    def degenerate_intervals(self) -> list[str]:
-        """Metrics whose interval has zero width (every replicate gave one value)."""
-        return [k for k, (low, high) in self.intervals.items()
-                if np.isfinite(low) and np.isfinite(high) and high - low <= 1e-12]
+    def degenerate_intervals(self, names: Sequence[str] = METRICS) -> list[str]:
+        """Metrics (of ``names``: the table's) whose interval has zero width (every replicate
+        gave one value)."""
+        return [k for k in names if k in self.intervals
+                and np.isfinite(self.intervals[k][0]) and np.isfinite(self.intervals[k][1])
+                and self.intervals[k][1] - self.intervals[k][0] <= 1e-12]
 
 
 def bootstrap(probs: np.ndarray, target: np.ndarray, positive: int | None,

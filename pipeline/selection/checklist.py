@@ -58,7 +58,7 @@ def checklist(facts: Facts, assessed: Sequence[Assessed], gallery: bool
          f"{'/'.join(sorted(set(facts.epochs.values())))} epochs"),
         ("CLAIM 2024 / TRIPOD+AI", "Hyperparameter search", trials_text(facts)),
         ("CLAIM 2024 / TRIPOD+AI", "How the final model was selected",
-         f"best validation {facts.metric} of each backbone's best trial"
+         f"the highest {facts.metric} (validation) among each backbone's best trial"
          + (f", mean over {facts.folds} folds" if facts.folds > 1 else "")),
         ("CLAIM 2024", "Ensembling", facts.ensemble or "none"),
         ("CLAIM 2024 / TRIPOD+AI", "Metrics with uncertainty",

@@ -96,7 +96,9 @@ def gather(store: Store, cfg: DictConfig, comp: Competition, assessed: Sequence[
     data, run = champion.evaluation.data, champion.candidate.reference_run
     singles = [a for a in assessed if a.candidate.kind == "backbone"]
     ensembles = [a.backbone for a in assessed if a.candidate.members]
-    recipe = next((a.backbone for a in assessed if a.candidate.recipe), None)
+    recipe = next((f"paper {a.candidate.recipe}, "
+                   f"{a.candidate.run.data.tags.get(Tag.BACKBONE, '?')}"
+                   for a in assessed if a.candidate.recipe), None)
     fields = data_fields(data)
     fields["classes"] = list(champion.evaluation.classes)
     return Facts(
