@@ -1,7 +1,9 @@
 """Predict chest X-ray images: ``python -m pipeline.predict IMAGE [IMAGE ...]
 [--model champion|RUN_ID] [--cam DIR] [hydra overrides]``.
 
-Prints one JSON object per image, in order: ``{"image", "label", "probabilities"}``, or
+Prints one JSON object per image, in order: ``{"image", "label", "probabilities",
+"temperature", "threshold"}`` (the champion's probabilities calibrated with its stored
+temperature, its label decided at its stored threshold; null where none applies), or
 ``{"image", "error"}`` for an image that cannot be read (the others are still predicted).
 ``--cam DIR`` writes a Grad-CAM overlay PNG per image there. Exit status: 0 all predicted,
 1 some image unreadable, 2 bad input (no model, unknown run, bad override).
@@ -42,18 +44,25 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     cfg = compose(overrides)
     ctx = open_context(cfg, data=False, missing=f"no model {args.model} to predict with")
-    model, run_id, threshold = resolve_model(ctx.store, cfg, args.model)
-    if threshold is not None:
+    served = resolve_model(ctx.store, cfg, args.model)
+    model, cal = served.model, served.calibration
+    if served.note:
+        print(f"note: {served.note}", file=sys.stderr, flush=True)
+    if cal.temperature is not None:
+        print(f"calibration: temperature {cal.temperature:.4f} on each network's probabilities "
+              "before averaging (fitted on validation by select_best)", file=sys.stderr,
+              flush=True)
+    if cal.threshold is not None:
         print(f"operating point: {model.positive_class} when its probability is at least "
-              f"{threshold:.4f} (chosen on validation by select_best)", file=sys.stderr,
+              f"{cal.threshold:.4f} (chosen on validation by select_best)", file=sys.stderr,
               flush=True)
     cams = None
     if args.cam:
-        with as_logged(run_id):
-            net = rebuild_net(read_logged(ctx.store, run_id).config, model)
+        with as_logged(served.run_id):
+            net = rebuild_net(read_logged(ctx.store, served.run_id).config, model)
         cams = CamWriter(net, model, args.cam)
     failed = 0
-    for pred in predict_files(model, images, threshold):
+    for pred in predict_files(served, images):
         print_json_line(pred.as_json())
         if pred.error is not None:
             failed += 1

@@ -1,9 +1,12 @@
 """Select the best CNN of the sweeps: ``python -m pipeline.select_best [hydra overrides]``.
 
 Competes the COMPLETE trial runs of one dataset and split (``select.*``), tests each backbone's
-best once, prints the comparison table, registers the winner as ``<select.model_name>@champion``.
-LAST line: ``{"champion_run_id", "backbone", "metric", "value", "model_name", "version",
-"table"}``. Exit status: 0 selected, 2 nothing to compare or bad input.
+best (and the best recipe's) once as it would be served, prints the comparison table, what it
+supports and its limitations, registers the winner as ``<select.model_name>@champion`` with its
+temperature and threshold. LAST line: ``{"champion_run_id", "backbone", "metric", "value",
+"model_name", "version", "table", "cv_folds", "operating_point", "n_replicates",
+"bootstrap_unit", "paired_test", "test_uses", "search_gain_test", "search_gain_val",
+"calibration", "limitations"}``. Exit status: 0 selected, 2 nothing to compare or bad input.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """MLflow stores for the selection, re-run and predict tests.
 
-``sweep_store``: a real tiny study per backbone (``run_study``, two enqueued trials each), built
-once per test process, plus runs that must never compete. ``write_runs``: runs without training,
-written through the store's own ``open_run`` as ``run_training`` would leave them (tags, state,
-metrics, status). ``run_sweep``: a study as ``python -m pipeline.sweep`` runs one, in this process.
+``sweep_store``: a real tiny study per backbone (``run_study``, two enqueued trials each, one of
+them a recipe trial), built once per test process, plus runs that must never compete.
+``write_runs``: runs without training, written through the store's own ``open_run`` as
+``run_training`` would leave them (tags, state, metrics, status). ``run_sweep``: a study as
+``python -m pipeline.sweep`` runs one, in this process.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tests.conftest import TINY
 
 BACKBONES = ("resnet18", "mobilenet_v2")
 LEARNING_RATES = ("1e-3", "3e-3")  # two trials per backbone
+RECIPE = "003"  # the paper whose recipe mobilenet_v2's second trial stands for
 STORE_OVERRIDES = (*TINY, "trainer.max_epochs=1", "dataset.num_classes=2")
 
 
@@ -99,9 +101,11 @@ def sweep_store(root: Path) -> SweepStore:
                                f"sweep.n_trials={len(LEARNING_RATES)}"]
             study_cfg = compose(study_overrides)
             study = open_study(study_cfg)
-            for lr in LEARNING_RATES:
+            for i, lr in enumerate(LEARNING_RATES):
+                # mobilenet_v2's second trial stands for a paper's recipe (a baseline trial).
+                recipe = {"baseline": RECIPE} if backbone == "mobilenet_v2" and i == 1 else None
                 study.enqueue_trial({"optimizer.lr": float(lr), "dataset.batch_size": 16,
-                                     "backbone.freeze_depth": 0})
+                                     "backbone.freeze_depth": 0}, user_attrs=recipe)
             run_sweep(study_cfg, study_overrides, echo=False)
             trials[backbone] = [t.user_attrs["mlflow_run_id"]
                                 for t in open_study(study_cfg).get_trials(deepcopy=False)]

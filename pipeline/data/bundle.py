@@ -61,6 +61,7 @@ class DataBundle:
     # bundle's own split); their frozen features are cached once for all folds.
     cv_pool: np.ndarray | None = field(default=None, repr=False)
     fold: str = ""  # "2/5" for the third of five folds
+    splits_given: list[str] = field(default_factory=list)  # splits the dataset gave (not carved)
     source: str = field(default="", repr=False)  # what it was built from (``data_key``)
 
     def serves(self, cfg: DictConfig) -> bool:
@@ -143,6 +144,7 @@ class DataBundle:
             "duplicates_across_splits": self.duplicates_across_splits(),
             "positive_class": self.positive_class,
             "split_unit": self.split_unit,
+            "splits_given": list(self.splits_given),
             "image_size": self.image_size,
             "fingerprint": self.fingerprint,
         }
@@ -223,6 +225,7 @@ def build_bundle(ds: DictConfig, sdir: Path) -> DataBundle:
         duplicates=found,
         split_unit=unit,
         groups=groups,
+        splits_given=sorted(set(rows.given.tolist())) if rows.given is not None else [],
     )
     duplicates.warn_about(found, policy, split, rows.labels, rows.classes, rows.files, rows.root)
     manifest_csv = bundle.manifest().to_csv(index=False, lineterminator="\n")

@@ -237,3 +237,22 @@ def warn_about(groups: list[DuplicateGroup], policy: str, split: np.ndarray, lab
             DuplicateImageWarning,
             stacklevel=3,
         )
+
+
+def shared_with(images: np.ndarray, reference: np.ndarray, reference_path: Path | None,
+                max_bits: int | None) -> np.ndarray:
+    """(N,) bool: which ``images`` are also in ``reference`` (another dataset's decoded rows at
+    the same size): the same pixels, or joined to a reference row by difference hashes within
+    ``max_bits``, as the groups that guard the splits are (None: the same pixels only)."""
+    n = len(reference)
+    content = content_digests(reference) + content_digests(images)
+    hashes = None
+    if max_bits is not None:
+        hashes = np.concatenate([cached_hashes(reference, reference_path),
+                                 difference_hashes(images)])
+    out = np.zeros(len(images), dtype=bool)
+    for group in find_groups(content, hashes, max_bits):
+        rows = np.asarray(group.rows)
+        if rows.min() < n:
+            out[rows[rows >= n] - n] = True
+    return out

@@ -1,5 +1,14 @@
 """How far a model's probabilities can be taken at their word: Brier score, expected calibration
-error (15 equal-width bins), temperature scaling fitted on validation, reliability diagrams.
+error (15 equal-width bins), temperature scaling, reliability diagrams; and the one place where a
+served model's probabilities are calibrated (``Calibration.probabilities``), for selection,
+``pipeline.predict`` and ``pipeline.evaluate`` alike.
+
+A model is the mean of one or more networks' probabilities: a cross-validated run's fold
+networks, an ensemble's member runs. The temperature is applied to each network's probabilities
+before they are averaged, and fitted on those networks' own validation predictions (each fold
+network on the out-of-fold images it never trained on): the kind of prediction it is applied
+to. Fitting it on single networks and applying it to their mean (a smoother distribution)
+over-corrects. The operating point is then chosen on the calibrated validation predictions.
 
 torchmetrics computes the ECE, scikit-learn the Brier score and the reliability curve; the
 temperature is one scalar found by SciPy's bounded minimiser of the validation NLL.
@@ -7,6 +16,7 @@ temperature is one scalar found by SciPy's bounded minimiser of the validation N
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -56,6 +66,38 @@ def scaled(probs: np.ndarray, temperature: float) -> np.ndarray:
     logits -= logits.max(axis=1, keepdims=True)
     out = np.exp(logits)
     return out / out.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a served model's probabilities are made: each network's probabilities scaled by
+    ``temperature`` (None: unscaled), then averaged; the binary decision threshold applies to
+    those averaged probabilities (on the scale it was chosen on)."""
+
+    temperature: float | None = None
+    threshold: float | None = None
+
+    @property
+    def at_bound(self) -> bool:
+        """The fitted temperature stopped at an end of its search range: the fit wanted more."""
+        return self.temperature is not None and any(
+            abs(self.temperature - bound) <= 1e-3 * bound for bound in TEMPERATURES)
+
+    def probabilities(self, networks: np.ndarray) -> np.ndarray:
+        """(N, C) served probabilities of (n, N, C) per-network probabilities."""
+        networks = np.asarray(networks, dtype=np.float64)
+        if self.temperature is None:
+            return networks.mean(axis=0)
+        return np.mean([scaled(p, self.temperature) for p in networks], axis=0)
+
+
+def fit_calibration(val_networks: np.ndarray, val_target: np.ndarray) -> Calibration:
+    """The temperature of ``val_networks`` (n, N, C): each network's validation predictions of
+    the same N images (a cross-validated run: one array of out-of-fold predictions, each by its
+    own fold network), fitted on all of them at once."""
+    n = len(val_networks)
+    stacked = np.asarray(val_networks, dtype=np.float64).reshape(-1, val_networks.shape[-1])
+    return Calibration(fit_temperature(stacked, np.tile(np.asarray(val_target), n)))
 
 
 def fit_temperature(val_probs: np.ndarray, val_target: np.ndarray) -> float:

@@ -4,6 +4,8 @@ specific threshold that keeps validation sensitivity at 0.95 or more), ``specifi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from sklearn.metrics import roc_curve
 
@@ -45,3 +47,16 @@ def choose_threshold(probs: np.ndarray, target: np.ndarray, positive: int, spec:
     else:
         best = int(np.flatnonzero(1.0 - fpr >= value - 1e-12)[-1])  # the lowest one keeping it
     return float(thresholds[best])
+
+
+def degenerate(labels: np.ndarray, classes: Sequence[str],
+               zero_width: Sequence[str] = ()) -> list[str]:
+    """Why an operating point tells nothing (empty when it is not degenerate): every image
+    called one class, or metrics whose interval has zero width."""
+    reasons = []
+    called = np.unique(np.asarray(labels))
+    if len(called) == 1 and len(classes) > 1:
+        reasons.append(f"every test image is called {classes[int(called[0])]}")
+    if zero_width:
+        reasons.append(f"zero-width interval of {', '.join(zero_width)}")
+    return reasons

@@ -26,8 +26,8 @@ class CamWriter:
         self.used: set[Path] = set()
 
     def write(self, pred: Prediction) -> Path:
-        cam, probs = grad_cam(self.net, pred.pixels)
-        if not np.allclose(probs, list(pred.probabilities.values()), atol=1e-4):
+        cam, probs = grad_cam(self.net, pred.pixels)  # the first network's, unscaled
+        if not np.allclose(probs, pred.first_network, atol=1e-4):
             print(f"warning: the rebuilt network disagrees with the logged model on "
                   f"{pred.image}", file=sys.stderr)
         size = max(self.model.image_size, CAM_DISPLAY_SIZE)

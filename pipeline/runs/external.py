@@ -1,7 +1,12 @@
-"""External validation: a logged model on every image of another dataset (no split), scored with
-the same metrics as its test, at its stored operating point, and logged as a ``role=external``
-run linked to the model's run. ``evaluate.label_map`` maps the dataset's classes onto the model's
-(Kermany's normal and pneumonia both onto non_covid, say)."""
+"""External validation: a logged model on every image of another dataset (no split), served as it
+is (calibrated, at its stored operating point), scored by the same metrics engine as its test
+with patient-bootstrap intervals, and logged as a ``role=external`` run linked to the model's
+run. ``evaluate.label_map`` maps the dataset's classes onto the model's (Kermany's normal and
+pneumonia both onto non_covid, say).
+
+An external image that is also in the model's development data (train, val or test: the same
+radiograph re-encoded or resized, found by the near-duplicate hash that guards the splits) would
+score the model on what it was trained or selected on: such images are left out and counted."""
 
 from __future__ import annotations
 
@@ -19,9 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.common.cli import Say
 from pipeline.common.errors import DataError
 from pipeline.data.bundle import DataBundle, load_data
-from pipeline.evidence.bootstrap import bootstrap, patient_groups, resamples
-from pipeline.evidence.metrics import METRICS, scores
-from pipeline.tracking.models import LoadedModel
+from pipeline.data.duplicates import shared_with
+from pipeline.evidence.bootstrap import bootstrap, resample
+from pipeline.evidence.metrics import METRICS
+from pipeline.inference.prediction import Served
+from pipeline.runs.development import development_data
 from pipeline.tracking.runs import close_dead_runs
 from pipeline.tracking.schema import Role, Tag
 from pipeline.tracking.store import Store
@@ -33,9 +40,11 @@ class External:
     run_id: str
     model_run_id: str
     dataset: str
-    n_images: int
+    n_images: int  # scored
     metrics: dict[str, float | None]
     intervals: dict[str, list[float | None]]
+    n_overlap: int = 0  # left out: also in the development data
+    n_replicates: int = 0
 
 
 def class_map(dataset_classes: list[str], model_classes: list[str],
@@ -78,24 +87,41 @@ def whole_dataset(cfg: DictConfig, image_size: int) -> DataBundle:
     return load_data(local)
 
 
-def evaluate_external(cfg: DictConfig, store: Store, model: LoadedModel,
-                      model_run: Any, threshold: float | None, say: Say = print) -> External:
-    """Score ``model`` on the whole configured dataset and log it beside the model's run, in
-    ``store``; see the module docstring."""
+def overlap(cfg: DictConfig, store: Store, model_run: Any, bundle: DataBundle) -> np.ndarray:
+    """(N,) bool: the external images that are also in the model's development data."""
+    development, bits = development_data(store, model_run, cfg)
+    if development.image_size != bundle.image_size:
+        raise DataError(f"the development data is at {development.image_size} px but the model "
+                        f"takes {bundle.image_size} px: they cannot be compared")
+    return shared_with(np.asarray(bundle.images), np.asarray(development.images),
+                       development.images_path, bits)
+
+
+def evaluate_external(cfg: DictConfig, store: Store, served: Served, model_run: Any,
+                      say: Say = print) -> External:
+    """Score the served model on the whole configured dataset (less what it shares with the
+    development data) and log it beside the model's run, in ``store``."""
     store = store.at(model_run.info.experiment_id)
     close_dead_runs(store)
+    model = served.model
     bundle = whole_dataset(cfg, model.image_size)
-    mapping = class_map(list(bundle.classes), list(model.classes),
-                        _label_map(cfg))
-    images = torch.from_numpy(np.asarray(bundle.images, dtype=np.uint8))
-    probs = model.predict(images).numpy()
-    target = mapping[bundle.labels]
-    positive = (model.classes.index(model.positive_class) if model.positive_class in
-                model.classes else None)
+    mapping = class_map(list(bundle.classes), list(model.classes), _label_map(cfg))
+    shared = overlap(cfg, store, model_run, bundle)
+    n_total, n_overlap = len(shared), int(shared.sum())
+    say(f"{n_overlap:,} of {n_total:,} images are also in the development data and were left "
+        "out", flush=True)
+    keep = np.flatnonzero(~shared)
+    if not len(keep):
+        raise DataError(f"every image of {bundle.name} is also in the model's development data: "
+                        "there is nothing external to validate on")
+    images = torch.from_numpy(np.asarray(bundle.images[keep], dtype=np.uint8))
+    probs = served.probabilities(images)
+    target = mapping[bundle.labels[keep]]
     present = sorted({model.classes[i] for i in np.unique(target)})
-    samples = resamples(patient_groups(bundle.patients.tolist()), int(cfg.select.bootstrap),
-                        int(cfg.seed))
-    result = bootstrap(probs, target, samples, lambda p, t: scores(p, t, positive, threshold))
+    unit = "patient" if bundle.split_unit == "patient" else "image"
+    samples = resample(bundle.patients[keep].tolist(), target, int(cfg.select.bootstrap),
+                       int(cfg.seed), unit)
+    result = bootstrap(probs, target, served.positive, served.calibration.threshold, samples)
     metrics: dict[str, float | None] = {}
     intervals: dict[str, list[float | None]] = {}
     for name in METRICS:
@@ -110,30 +136,32 @@ def evaluate_external(cfg: DictConfig, store: Store, model: LoadedModel,
             f"{', '.join(missing) or 'nothing'} cannot be computed (AUROC needs both classes)")
         for name in missing:
             intervals[name] = [None, None]
-    run_id = _log(store, model_run, bundle, probs, target, model, metrics, intervals, threshold)
-    return External(run_id, model_run.info.run_id, bundle.name, len(target), metrics, intervals)
+    out = External("", model_run.info.run_id, bundle.name, len(target), metrics, intervals,
+                   n_overlap, len(samples))
+    out.run_id = _log(store, model_run, bundle, probs, target, served, out)
+    return out
 
 
 def _log(store: Store, model_run: Any, bundle: DataBundle, probs: np.ndarray,
-         target: np.ndarray, model: LoadedModel, metrics: Mapping[str, float | None],
-         intervals: Mapping[str, list[float | None]], threshold: float | None) -> str:
-    model_run_id = model_run.info.run_id
+         target: np.ndarray, served: Served, result: External) -> str:
+    model_run_id, model, cal = model_run.info.run_id, served.model, served.calibration
     with store.open_run(
         Role.EXTERNAL, model_run_id, f"external-{bundle.name}", dataset=bundle.name,
         data_fingerprint=bundle.fingerprint, model_run_id=model_run_id,
         backbone=model_run.data.tags.get(Tag.BACKBONE, ""), model_uri=model.uri,
-        threshold="" if threshold is None else repr(threshold),
+        threshold="" if cal.threshold is None else repr(cal.threshold),
+        temperature="" if cal.temperature is None else repr(cal.temperature),
     ) as run:
-        values = {f"external_{k}": v for k, v in metrics.items() if v is not None}
-        for name, (low, high) in intervals.items():
+        values = {f"external_{k}": v for k, v in result.metrics.items() if v is not None}
+        for name, (low, high) in result.intervals.items():
             if low is not None and high is not None:
                 values.update({f"external_{name}_ci_low": low, f"external_{name}_ci_high": high})
-        values["n_images"] = float(len(target))
+        values.update({"n_images": float(len(target)), "n_overlap": float(result.n_overlap),
+                       "n_replicates": float(result.n_replicates)})
         store.log(run.id, metrics=values)
         store.log_dataset(run.id, bundle, context="evaluation")
         with tempfile.TemporaryDirectory() as tmp:
-            positive = (model.classes.index(model.positive_class)
-                        if model.positive_class in model.classes else None)
-            write_reports(Path(tmp), probs, target, list(model.classes), positive, "external_")
+            write_reports(Path(tmp), probs, target, list(model.classes), served.positive,
+                          "external_", served.labels(probs))
             store.log_artifacts(run.id, tmp)
     return run.id

@@ -48,6 +48,20 @@ class Candidate:
     complete: int
     pruned: int
     members: list = field(default_factory=list)  # an ensemble's runs, best first
+    failed: int = 0
+    kind: str = "backbone"  # backbone (its best run) | ensemble | recipe (the best recipe run)
+
+    @property
+    def key(self) -> str:
+        """The row's name where MLflow names things (metric prefixes, artifact folders)."""
+        if self.kind == "recipe":
+            return f"recipe_{self.recipe}_{self.run.data.tags.get(Tag.BACKBONE, '')}"
+        return self.backbone
+
+    @property
+    def recipe(self) -> str | None:
+        """The paper whose published recipe this run trained (None: a searched trial)."""
+        return self.run.data.tags.get(Tag.BASELINE) if self.run is not None else None
 
     @property
     def run_id(self) -> str:
@@ -136,6 +150,7 @@ def candidates(store: Store, comp: Competition) -> list[Candidate]:
             backbone=backbone, run=run, value=float(value),
             complete=store.count(comp.filter(backbone=backbone)),
             pruned=store.count(comp.filter(State.PRUNED, backbone=backbone)),
+            failed=store.count(comp.filter(State.FAIL, backbone=backbone)),
         ))
     if not out:
         logged = sorted(found[0][1].data.metrics) if found else []
@@ -145,35 +160,3 @@ def candidates(store: Store, comp: Competition) -> list[Candidate]:
             f"select.metric (these runs log {', '.join(logged[:12]) or 'no metrics'})"
         )
     return out
-
-
-@dataclass
-class Gain:
-    """The best searched trial against the best of the papers' recipes (baseline trials)."""
-
-    searched: Any
-    baseline: Any
-    metric: str
-
-    @property
-    def value(self) -> float:
-        key = best_of(self.metric)
-        diff = self.searched.data.metrics[key] - self.baseline.data.metrics[key]
-        return diff if "loss" not in self.metric else -diff
-
-    def sentence(self) -> str:
-        tags = self.baseline.data.tags
-        return (f"search gain over the papers' recipes: {self.value:+.3f} {self.metric} (best "
-                f"searched run {self.searched.info.run_id}, best recipe: paper "
-                f"{tags[Tag.BASELINE]}, {tags[Tag.BACKBONE]}, run {self.baseline.info.run_id})")
-
-
-def search_gain(store: Store, comp: Competition, baselines: int = 50) -> Gain | None:
-    """The best competing run that is no baseline, and the best baseline; None without both."""
-    order = order_by(comp.metric, comp.direction)
-    baseline = store.first(where(comp.filter(), f"tags.{Tag.BASELINE} LIKE '%'"), order)
-    if baseline is None:
-        return None
-    ahead = store.search(comp.filter(), order, max_results=baselines + 1)
-    searched = next((r for r in ahead if Tag.BASELINE not in r.data.tags), None)
-    return Gain(searched, baseline, comp.metric) if searched is not None else None

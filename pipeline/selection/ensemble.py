@@ -1,7 +1,9 @@
 """``select.ensemble=k``: the mean probability of the k best competing trials across every
 backbone, chosen on validation, as one more row of the comparison. It competes on its validation
-score like any backbone, and when it wins it is registered as the champion: a pyfunc model that
-wraps its members, served by ``pipeline.predict`` like any champion."""
+score like any backbone, defined as a backbone's is (the mean over folds of each fold's
+validation metric; one fold without cross-validation), and when it wins it is registered as the
+champion: a pyfunc model that wraps its members, served by ``pipeline.predict`` like any
+champion."""
 
 from __future__ import annotations
 
@@ -10,11 +12,10 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
 from pipeline.common.cli import Say
-from pipeline.evidence.metrics import nll
+from pipeline.evidence.metrics import score_named
 from pipeline.selection.competition import Candidate, Competition
 from pipeline.selection.evaluation import Evaluation, evaluate_run
 from pipeline.tracking.ensemble_model import log_ensemble
@@ -22,7 +23,6 @@ from pipeline.tracking.models import model_uri
 from pipeline.tracking.schema import Role
 from pipeline.tracking.search import order_by
 from pipeline.tracking.store import Store
-from pipeline.training.metrics import score
 
 
 def top_runs(store: Store, comp: Competition, k: int) -> list:
@@ -31,12 +31,13 @@ def top_runs(store: Store, comp: Competition, k: int) -> list:
 
 
 def validation_score(ev: Evaluation, metric: str) -> float:
-    """``metric`` (a ``val_*`` name) of an evaluation's validation predictions."""
-    probs = torch.from_numpy(np.array(ev.val_probs, dtype=np.float32))
-    target = torch.from_numpy(np.array(ev.val_target, dtype=np.int64))
-    values = score(probs, target, ev.positive_index, "val_")
-    values["val_loss"] = nll(ev.val_probs, ev.val_target)
-    return float(values[metric])
+    """``metric`` (a ``val_*`` name) of an evaluation's validation predictions as a backbone's
+    ``best_val_*`` is defined: each fold's value on its own validation images, averaged over
+    the folds (a run without cross-validation has one fold)."""
+    folds = ev.val_folds if ev.val_folds is not None else np.zeros(len(ev.val_target), int)
+    probs = ev.val_probs
+    return float(np.mean([score_named(metric, probs[folds == f], ev.val_target[folds == f],
+                                      ev.positive_index) for f in np.unique(folds)]))
 
 
 def ensemble_of(store: Store, comp: Competition, cfg: DictConfig,
@@ -54,21 +55,21 @@ def ensemble_of(store: Store, comp: Competition, cfg: DictConfig,
     evs = [known.get(r.info.run_id) or evaluate_run(store, r, cfg, overrides)
            for r in members]
     first = evs[0]
-    if any(ev.files != first.files or ev.val_target is None or first.val_target is None
-           or not np.array_equal(ev.val_target, first.val_target) for ev in evs):
-        say(f"select.ensemble={k}: the members were validated on different images (cross-"
-            "validated and single-split trials mixed), so their validation cannot be averaged; "
-            "no ensemble")
+    if any(ev.files != first.files or ev.val_files != first.val_files
+           or not np.array_equal(ev.val_folds, first.val_folds) for ev in evs):
+        say(f"select.ensemble={k}: the members were validated on different images or folds "
+            "(cross-validated and single-split trials mixed), so their validation cannot be "
+            "averaged; no ensemble")
         return None
-    probs = np.mean([ev.probs for ev in evs], axis=0)
-    ev = replace(first, run_id="+".join(r.info.run_id for r in members), probs=probs,
-                 val_probs=np.mean([e.val_probs for e in evs], axis=0), model=None,
-                 metrics=score(torch.from_numpy(probs).float(), torch.from_numpy(first.target),
-                               first.positive_index, "test_") | {
-                     "test_loss": nll(probs, first.target)})
+    # Its networks are its members, each the mean of its own folds: what the registered
+    # ensemble serves (LoadedModel.network_probabilities of an ensemble).
+    ev = replace(first, run_id="+".join(r.info.run_id for r in members),
+                 networks=np.stack([e.probs for e in evs]),
+                 val_networks=np.stack([e.val_probs for e in evs]), model=None)
     name = f"ensemble of the top {len(members)}"
     cand = Candidate(backbone=name, run=None, value=validation_score(ev, comp.metric),
-                     complete=len(members), pruned=0, members=members)
+                     complete=len(members), pruned=0, members=members,
+                     kind="ensemble")
     return cand, ev
 
 

@@ -17,28 +17,30 @@ import torch
 from omegaconf import DictConfig
 
 from pipeline.common.errors import DataError
-from pipeline.data.bundle import DataBundle, load_data
-from pipeline.evidence.metrics import nll
+from pipeline.data.bundle import DataBundle
+from pipeline.runs.development import run_data
 from pipeline.runs.recording import VAL_PREDICTIONS
-from pipeline.tracking.logged import Logged, as_logged, local_config, read_logged
+from pipeline.tracking.logged import as_logged, read_logged
 from pipeline.tracking.models import LoadedModel, load_model, model_uri
-from pipeline.tracking.schema import Tag
 from pipeline.tracking.store import MissingArtifact, Store
-from pipeline.training.metrics import score
 
 
 @dataclass
 class Evaluation:
     run_id: str
-    metrics: dict[str, float]  # test_accuracy, test_auroc, ... and test_loss (at argmax)
-    probs: np.ndarray  # (N, classes)
+    networks: np.ndarray  # (n, N, classes): each network's test probabilities (fold, member)
     target: np.ndarray  # (N,)
     files: list[str]  # the test images, relative to the dataset root
     classes: list[str]
     positive_index: int | None
     patients: list[str] = field(default_factory=list)  # of the test images, for the bootstrap
-    val_probs: np.ndarray | None = None  # validation (a cross-validated run's out-of-fold)
+    # Validation, per network, of the same images (n, M, classes): a single or cross-validated
+    # run has one array (out-of-fold: each image by the fold network that never trained on it),
+    # an ensemble one per member.
+    val_networks: np.ndarray | None = None
     val_target: np.ndarray | None = None
+    val_folds: np.ndarray | None = None  # (M,) the fold of each validation image (0: no CV)
+    val_files: list[str] = field(default_factory=list)
     data: dict = field(default_factory=dict)  # the data's summary (describe_data's JSON)
     on_duplicate: str = "group"
     model: LoadedModel | None = None
@@ -46,30 +48,27 @@ class Evaluation:
     pixels: np.ndarray | None = None  # (N, S, S) uint8: the test images as the model saw them
     config: DictConfig | None = None  # the run's config, as logged
 
-    def predictions(self) -> pd.DataFrame:
-        """One row per test image: file, true label, predicted label, a probability per class."""
+    @property
+    def probs(self) -> np.ndarray:
+        """(N, classes) the model's own (unscaled) test probabilities: its networks' mean."""
+        return self.networks.mean(axis=0)
+
+    @property
+    def val_probs(self) -> np.ndarray | None:
+        return None if self.val_networks is None else self.val_networks.mean(axis=0)
+
+    def predictions(self, probs: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+        """One row per test image: file, patient, true label, the label given at the operating
+        point, a (served) probability per class."""
         frame = pd.DataFrame({
             "file": self.files,
+            "patient": self.patients,
             "label": [self.classes[i] for i in self.target],
-            "predicted": [self.classes[i] for i in self.probs.argmax(axis=1)],
+            "predicted": [self.classes[i] for i in labels],
         })
         for k, name in enumerate(self.classes):
-            frame[f"p_{name}"] = self.probs[:, k]
+            frame[f"p_{name}"] = probs[:, k]
         return frame
-
-
-def run_data(logged: Logged, cfg: DictConfig, overrides: Sequence[str] = ()) -> DataBundle:
-    """The data a run was trained on, rebuilt here from its logged config; DataError when its
-    fingerprint differs."""
-    run, bundle = logged.run, load_data(local_config(logged, cfg, overrides))
-    fingerprint = run.data.tags.get(Tag.DATA_FINGERPRINT)
-    if fingerprint and bundle.fingerprint != fingerprint:
-        raise DataError(
-            f"run {run.info.run_id} was trained on data with fingerprint {fingerprint}, but its "
-            f"dataset config gives {bundle.fingerprint} here: the data on disk changed (or pass "
-            "the dataset.* overrides that say where its data is)"
-        )
-    return bundle
 
 
 def evaluate_model(model: LoadedModel, bundle: DataBundle, run_id: str) -> Evaluation:
@@ -83,35 +82,40 @@ def evaluate_model(model: LoadedModel, bundle: DataBundle, run_id: str) -> Evalu
     if not len(rows):
         raise DataError(f"the data of run {run_id} has no test split: nothing to evaluate")
     images = torch.from_numpy(np.asarray(bundle.images[rows], dtype=np.uint8))
-    probs = model.predict(images).numpy()
+    networks = model.network_probabilities(images).numpy()
     target = np.asarray(bundle.labels[rows], dtype=np.int64)
     positive_index = (
         bundle.classes.index(bundle.positive_class) if bundle.positive_class else None
     )
-    metrics = score(torch.from_numpy(probs), torch.from_numpy(target), positive_index, "test_")
-    metrics["test_loss"] = nll(probs, target)
     return Evaluation(
-        run_id=run_id, metrics=metrics, probs=probs, target=target,
+        run_id=run_id, networks=networks, target=target,
         files=[bundle.files[i] for i in rows], classes=list(bundle.classes),
         positive_index=positive_index, patients=[str(p) for p in bundle.patients[rows]],
         pixels=images.numpy(),
     )
 
 
-def validation_predictions(store: Store, run_id: str, model: LoadedModel,
-                           bundle: DataBundle) -> tuple[np.ndarray, np.ndarray]:
-    """The validation predictions the run logged (out-of-fold ones for a cross-validated run);
-    for a run that logged none, the model's on the validation split. Never test."""
+def validation_predictions(store: Store, run_id: str, bundle: DataBundle) -> pd.DataFrame:
+    """The validation predictions the run logged (out-of-fold ones for a cross-validated run:
+    each image by the fold network that never trained on it). Never test; never made up."""
     try:
-        frame = store.read_artifact(run_id, VAL_PREDICTIONS, pd.read_csv)
-    except (MissingArtifact, OSError):
-        frame = None
-    if frame is not None:
-        return (frame[[f"p_{c}" for c in bundle.classes]].to_numpy(dtype=np.float64),
-                frame["label"].to_numpy(dtype=np.int64))
-    rows = bundle.indices("val")
-    images = torch.from_numpy(np.asarray(bundle.images[rows], dtype=np.uint8))
-    return model.predict(images).numpy(), np.asarray(bundle.labels[rows], dtype=np.int64)
+        return store.read_artifact(run_id, VAL_PREDICTIONS,
+                                   lambda p: pd.read_csv(p, keep_default_na=False))
+    except (MissingArtifact, OSError) as exc:
+        raise DataError(
+            f"run {run_id} has no {VAL_PREDICTIONS}: its operating point and temperature would "
+            "have to be chosen on other predictions than its own validation ones (train it again "
+            "with this version)") from exc
+
+
+def with_validation(ev: Evaluation, frame: pd.DataFrame) -> Evaluation:
+    """``ev`` with the validation predictions of ``frame`` (a logged val_predictions.csv)."""
+    ev.val_networks = frame[[f"p_{c}" for c in ev.classes]].to_numpy(dtype=np.float64)[None]
+    ev.val_target = frame["label"].to_numpy(dtype=np.int64)
+    ev.val_folds = (frame["fold"].to_numpy(dtype=np.int64) if "fold" in frame
+                    else np.zeros(len(frame), dtype=np.int64))
+    ev.val_files = [str(f) for f in frame["file"]]
+    return ev
 
 
 def evaluate_run(store: Store, run: Any, cfg: DictConfig,
@@ -122,9 +126,8 @@ def evaluate_run(store: Store, run: Any, cfg: DictConfig,
     with as_logged(logged.run_id):
         bundle = run_data(logged, cfg, overrides)
         model = load_model(model_uri(logged.run), store.uri)
-        evaluation = evaluate_model(model, bundle, logged.run_id)
-        evaluation.val_probs, evaluation.val_target = validation_predictions(
-            store, logged.run_id, model, bundle)
+        evaluation = with_validation(evaluate_model(model, bundle, logged.run_id),
+                                     validation_predictions(store, logged.run_id, bundle))
         evaluation.on_duplicate = str(logged.config.dataset.get("on_duplicate", "group"))
     evaluation.data = bundle.summary()
     evaluation.model = model

@@ -18,8 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_curve  # noqa: E402
 
-from pipeline.evidence.calibration import reliability_diagram, scaled  # noqa: E402
-from pipeline.evidence.metrics import predicted  # noqa: E402
+from pipeline.evidence.calibration import reliability_diagram  # noqa: E402
 from pipeline.selection.assessment import Assessed  # noqa: E402
 
 GALLERY = 3  # test images of each kind (true positive, false positive, false negative)
@@ -35,12 +34,12 @@ def png(fig: plt.Figure) -> bytes:
 
 def _positive_scores(item: Assessed) -> tuple[np.ndarray, np.ndarray]:
     """(truth, score) of the ROC: the positive class (binary), one-vs-rest pooled (otherwise)."""
-    ev = item.evaluation
+    ev, probs = item.evaluation, item.served.probs
     pos = 1 if ev.positive_index is None else ev.positive_index
-    if ev.probs.shape[1] == 2:
-        return ev.target == pos, ev.probs[:, pos]
-    onehot = np.eye(ev.probs.shape[1], dtype=bool)[ev.target]
-    return onehot.ravel(), ev.probs.ravel()
+    if probs.shape[1] == 2:
+        return ev.target == pos, probs[:, pos]
+    onehot = np.eye(probs.shape[1], dtype=bool)[ev.target]
+    return onehot.ravel(), probs.ravel()
 
 
 def roc_figure(assessed: Sequence[Assessed]) -> bytes:
@@ -61,12 +60,12 @@ def roc_figure(assessed: Sequence[Assessed]) -> bytes:
 
 
 def reliability_figure(assessed: Sequence[Assessed]) -> bytes:
+    """Every model as served; the champion also unscaled, when it is calibrated."""
     champion = assessed[0]
-    curves = {item.backbone: (item.evaluation.probs, item.evaluation.target) for item in assessed}
-    if champion.calibration:
-        t = champion.calibration["temperature"]
-        curves[f"{champion.backbone}, temperature {t:.2f}"] = (
-            scaled(champion.evaluation.probs, t), champion.evaluation.target)
+    curves = {item.backbone: (item.served.probs, item.evaluation.target) for item in assessed}
+    if champion.temperature is not None:
+        curves[f"{champion.backbone}, unscaled"] = (champion.evaluation.probs,
+                                                    champion.evaluation.target)
     with tempfile.TemporaryDirectory() as tmp:
         path = reliability_diagram(Path(tmp) / "r.png", curves,
                                    champion.evaluation.positive_index, "reliability on test")
@@ -75,7 +74,7 @@ def reliability_figure(assessed: Sequence[Assessed]) -> bytes:
 
 def confusion_figure(item: Assessed) -> bytes:
     ev = item.evaluation
-    pred = predicted(ev.probs, ev.positive_index, item.threshold)
+    pred = item.served.labels
     cm = confusion_matrix(ev.target, pred, labels=list(range(len(ev.classes))))
     size = 3 + 0.5 * len(ev.classes)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -107,8 +106,8 @@ def gallery(item: Assessed, net: Any) -> list[tuple[str, bytes]]:
 
     from pipeline.inference.gradcam import grad_cam, overlay
 
-    ev = item.evaluation
-    pred = predicted(ev.probs, ev.positive_index, item.threshold)
+    ev, probs = item.evaluation, item.served.probs
+    pred = item.served.labels
     pos = 1 if ev.positive_index is None else ev.positive_index
     if ev.probs.shape[1] == 2:
         kinds = {"true positive": (ev.target == pos) & (pred == pos),
@@ -130,10 +129,10 @@ def gallery(item: Assessed, net: Any) -> list[tuple[str, bytes]]:
             # Binary: always the positive class's probability, against the threshold that
             # labelled it (the larger probability would be the other class's for a negative).
             if item.threshold is not None:  # binary: thresholds exist for two classes only
-                shown_p = (f"p({ev.classes[pos]})={ev.probs[row, pos]:.3f}, threshold "
+                shown_p = (f"p({ev.classes[pos]})={probs[row, pos]:.3f}, threshold "
                            f"{item.threshold:.3f}")
             else:
-                shown_p = f"p({ev.classes[pred[row]]})={ev.probs[row, pred[row]]:.2f}"
+                shown_p = f"p({ev.classes[pred[row]]})={probs[row, pred[row]]:.2f}"
             caption = f"{kind}: {ev.files[row]} ({shown_p}, truth {ev.classes[ev.target[row]]})"
             out.append((caption, buffer.getvalue()))
     return out

@@ -1,18 +1,22 @@
-"""A paired comparison of two models on the same test patients.
+"""Paired comparisons of models on the same test patients, and Holm's adjustment for several.
 
-DeLong's test is written here: no maintained library in our dependencies has DeLong's paired
-AUROC test.
+The p-value comes from the same paired patient bootstrap that gives the interval (both models
+scored on each resample of whole patients), so the two never disagree about zero beyond one
+replicate's step. An image-level test (DeLong's, counting every image as an independent case)
+rejects a true null far too often when patients bring several images: it is not used.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
-from pipeline.evidence.bootstrap import interval
-from pipeline.evidence.metrics import scores
+from pipeline.evidence.bootstrap import Resamples, auroc_draws, interval, p_value, resample
+from pipeline.evidence.metrics import weighted_auroc_of
+
+LEVEL = 0.05
 
 
 @dataclass
@@ -20,57 +24,50 @@ class Paired:
     """One model against another on the same test patients."""
 
     delta_auroc: float  # this model's AUROC minus the other's
-    delta_ci: tuple[float, float]
-    p_value: float
-    test: str  # delong | bootstrap
+    delta_ci: tuple[float, float]  # 95% paired bootstrap percentile interval
+    p_value: float  # two-sided, of "the same AUROC", from the same replicates
+    test: str  # e.g. "paired patient bootstrap"
+    n_replicates: int = 0
+
+    def agrees(self) -> bool:
+        """Whether p and the interval say the same about zero (to one replicate's step)."""
+        low, high = self.delta_ci
+        if not (np.isfinite(self.p_value) and np.isfinite(low) and np.isfinite(high)):
+            return True
+        excludes = low > 0 or high < 0
+        step = 4.0 / (self.n_replicates + 1)
+        return excludes == (self.p_value < LEVEL) or abs(self.p_value - LEVEL) <= step
 
 
 def paired(a: np.ndarray, b: np.ndarray, target: np.ndarray, positive: int | None,
-           samples: list[np.ndarray]) -> Paired:
-    """AUROC(a) - AUROC(b) with its paired-bootstrap interval (the same resampled patients for
-    both), and a p-value: DeLong's test for a binary task, the paired bootstrap otherwise."""
-
-    def auroc(probs: np.ndarray, y: np.ndarray) -> float:
-        return scores(probs, y, positive, None)["auroc"]
-
-    delta = auroc(a, target) - auroc(b, target)
-    deltas = np.array([auroc(a[r], target[r]) - auroc(b[r], target[r]) for r in samples])
-    ci = interval(deltas)
-    if a.shape[1] == 2:
-        pos = 1 if positive is None else positive
-        return Paired(delta, ci, delong_p_value(a[:, pos], b[:, pos], target == pos), "delong")
-    finite = deltas[np.isfinite(deltas)]
-    if not len(finite):
-        return Paired(delta, ci, np.nan, "bootstrap")
-    # Two-sided: how often the resampled difference falls on the other side of zero.
-    share = min(np.mean(finite <= 0), np.mean(finite >= 0))
-    return Paired(delta, ci, float(min(1.0, 2 * share)), "bootstrap")
+           samples: Resamples | int, patients: Sequence[str], seed: int = 0,
+           unit: str = "patient") -> Paired:
+    """AUROC(a) - AUROC(b) on the same test rows, with its paired bootstrap interval and
+    p-value. ``samples``: the resamples to use (drawn over ``patients``), or how many to draw
+    (stratified patient bootstrap, seeded by ``seed``). ``patients``: each row's patient."""
+    target = np.asarray(target)
+    if isinstance(samples, int):
+        samples = resample(patients, target, samples, seed, unit)
+    rows = np.unique(np.asarray([str(p) for p in patients]), return_inverse=True)[1].ravel()
+    if len(rows) != len(target) or not np.array_equal(rows, samples.rows):
+        raise ValueError("the resamples were drawn over other patients than these test rows")
+    ones = np.ones((1, len(target)))
+    delta = float(weighted_auroc_of(a, target, positive, ones)[0]
+                  - weighted_auroc_of(b, target, positive, ones)[0])
+    deltas = auroc_draws(a, target, positive, samples) - auroc_draws(b, target, positive, samples)
+    return Paired(delta, interval(deltas), p_value(deltas), f"paired {samples.unit} bootstrap",
+                  len(samples))
 
 
-def delong_p_value(score_a: np.ndarray, score_b: np.ndarray, y: np.ndarray) -> float:
-    """Two-sided p-value of DeLong's test (DeLong et al. 1988, in Sun and Xu's 2014 fast form)
-    that two correlated AUROCs on the same cases are equal."""
-    y = np.asarray(y, dtype=bool)
-    if not 0 < y.sum() < len(y):
-        return np.nan
-    (auc_a, v10_a, v01_a), (auc_b, v10_b, v01_b) = _placements(score_a, y), _placements(
-        score_b, y)
-    m, n = int(y.sum()), int((~y).sum())
-    s10 = np.cov(np.vstack([v10_a, v10_b])) if m > 1 else np.zeros((2, 2))
-    s01 = np.cov(np.vstack([v01_a, v01_b])) if n > 1 else np.zeros((2, 2))
-    var = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / m + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / n
-    if var <= 1e-15:
-        return 1.0 if abs(auc_a - auc_b) < 1e-12 else 0.0
-    z = (auc_a - auc_b) / np.sqrt(var)
-    return float(2 * norm.sf(abs(z)))
-
-
-def _placements(score: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """AUROC and DeLong's structural components: for each positive the share of negatives it
-    outranks (ties half), for each negative the share of positives that outrank it."""
-    pos, neg = np.asarray(score)[y], np.asarray(score)[~y]
-    greater = (pos[:, None] > neg[None, :]).astype(float)
-    greater += 0.5 * (pos[:, None] == neg[None, :])
-    v10 = greater.mean(axis=1)
-    v01 = greater.mean(axis=0)
-    return float(v10.mean()), v10, v01
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment (family-wise error at most the level), NaN kept as NaN.
+    Written here: statsmodels, which has it, is not a dependency for five lines."""
+    p = np.asarray(p_values, dtype=float)
+    finite = np.flatnonzero(np.isfinite(p))
+    out = np.full(len(p), np.nan)
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m, running = len(order), 0.0
+    for i, idx in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[idx]))
+        out[idx] = running
+    return out.tolist()

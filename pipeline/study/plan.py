@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
+from pipeline.common.errors import ConfigError
 from pipeline.config import compose
 from pipeline.study.joint import prepare_space
 from pipeline.study.samplers import make_pruner, make_sampler
@@ -37,9 +38,16 @@ def plan_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True
     line (``echo``); a bad space or sweep.* setting is one line here, before any store is opened
     or image decoded."""
     say = print if echo else (lambda *a, **k: None)
+    if cfg.evaluate_test:
+        raise ConfigError("evaluate_test=true is refused in a sweep: the test split chooses "
+                          "nothing, and python -m pipeline.select_best tests the chosen models "
+                          "once, after selection (drop evaluate_test=true)")
     space = load_space(str(cfg.sweep.space), cfg)
     # What a trial runs before its sampled values: the base config, the space's fixed keys, then
     # the command line. Every study-level setting (the pruner's budget) is read from it.
     trial_cfg = compose([*space.fixed_overrides(), *overrides])
+    if trial_cfg.evaluate_test:
+        raise ConfigError(f"evaluate_test=true is refused in a sweep (the search space "
+                          f"{cfg.sweep.space} sets it): the test split chooses nothing")
     make_sampler(trial_cfg), make_pruner(trial_cfg)  # a bad sweep.* setting stops before any work
     return StudyPlan(cfg, tuple(overrides), prepare_space(space, cfg, trial_cfg, say), trial_cfg)

@@ -3,6 +3,7 @@ back to predict without this code (a ``LoadedModel``)."""
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,41 @@ class LoadedModel:
             for i in range(0, len(images), batch_size)
         ]
         return torch.cat(out) if out else torch.zeros(0, len(self.classes))
+
+    @torch.no_grad()
+    def network_probabilities(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """(n, N, classes): each network's probabilities, whose mean ``predict`` gives (a
+        cross-validated run: per fold network; an ensemble: per member run, each the mean of its
+        own folds); one network: (1, N, classes)."""
+        if images.dim() == 3:
+            images = images.unsqueeze(1)
+        per_network = _per_network(self.module)
+        out = [per_network(images[i : i + batch_size].float()).float()
+               for i in range(0, len(images), batch_size)]
+        return torch.cat(out, dim=1) if out else torch.zeros(1, 0, len(self.classes))
+
+
+def _per_network(module: Any) -> Any:
+    """``module`` made to return its networks' probabilities before they are averaged: an
+    ensemble's members one by one; a mean of fold networks (an exported graph ending in
+    ``mean(stack(...))``) with the mean cut off; else the one network's."""
+    members = getattr(getattr(module, "model", None), "unwrap_python_model", None)
+    if members is not None:
+        nets = members().members
+        return lambda x: torch.stack([m(x).float() for m in nets])
+    graph = getattr(module, "graph", None)
+    output = next((n for n in graph.nodes if n.op == "output"), None) if graph else None
+    mean = output.args[0][0] if output is not None and isinstance(output.args[0], tuple) else None
+    stacked = mean.args[0] if mean is not None and "mean" in str(mean.target) else None
+    if stacked is None or "stack" not in str(getattr(stacked, "target", "")):
+        return lambda x: module(x)[None]
+    cut = copy.deepcopy(module)
+    node = next(n for n in cut.graph.nodes if n.name == stacked.name)
+    out = next(n for n in cut.graph.nodes if n.op == "output")
+    out.args = ((node,),)
+    cut.graph.eliminate_dead_code()
+    cut.recompile()
+    return cut
 
 
 def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:

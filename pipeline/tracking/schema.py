@@ -73,6 +73,8 @@ class Tag(StrEnum):
     MODEL_RUN_ID = "model_run_id"
     MODEL_URI = "model_uri"
     THRESHOLD = "threshold"
+    TEMPERATURE = "temperature"
+    TEST_USES = "test_uses"  # a selection: how many selections (this one included) tested its data
 
 
 BEST_PARAM = "best."  # a study run's tag prefix: best.<param> of its best trial so far
@@ -89,8 +91,14 @@ class VersionTag(StrEnum):
     DATA_FINGERPRINT = "data_fingerprint"
     SELECTION_RUN_ID = "selection_run_id"
     OPERATING_POINT = "operating_point"
+    # How the served model's probabilities and decision are made (evidence.calibration): the
+    # temperature applied to each network's probabilities before they are averaged ("none":
+    # unscaled), and the threshold on those averaged probabilities ("none": the most probable
+    # class), chosen on the scale THRESHOLD_SCALE names (calibrated | unscaled).
     THRESHOLD = "threshold"
     TEMPERATURE = "temperature"
+    TEMPERATURE_SCOPE = "temperature_scope"  # "network": each network's, before averaging
+    THRESHOLD_SCALE = "threshold_scale"
     MEMBERS = "members"
 
 

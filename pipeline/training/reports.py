@@ -30,11 +30,13 @@ def write_reports(
     classes: Sequence[str],
     positive_index: int | None,
     prefix: str = "",
+    pred: np.ndarray | None = None,
 ) -> list[Path]:
-    """Confusion matrix and ROC as PNG, classification report as text and JSON."""
+    """Confusion matrix and ROC as PNG, classification report as text and JSON; ``pred``: the
+    labels given at an operating point (default: the most probable class)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = list(range(len(classes)))
-    pred = probs.argmax(axis=1)
+    pred = probs.argmax(axis=1) if pred is None else np.asarray(pred)
     written = []
 
     cm = confusion_matrix(target, pred, labels=labels)

@@ -56,6 +56,21 @@ def test_copies_hash_close_and_other_images_far(tmp_path: Path) -> None:
     assert far.min() > duplicates.DEFAULT_BITS
 
 
+def test_images_shared_with_another_dataset_are_found_by_the_same_hash(tmp_path: Path) -> None:
+    """External validation's guard: which images of one set are also in another (re-encoded,
+    rescaled), found as the split finds duplicates; none among different radiographs."""
+    reference = np.stack([decode_image(png_bytes(chest_like(48, s)), 32) for s in range(20)])
+    copies = [jpeg_copy(write_image(tmp_path / f"{s}.png", seed=s, size=48),
+                        tmp_path / f"{s}.jpg", 0.8) for s in COPY_SEEDS[:3]]
+    others = [decode_image(png_bytes(chest_like(48, s)), 32) for s in range(100, 104)]
+    images = np.stack([*(decode_image(c, 32) for c in copies), *others])
+    shared = duplicates.shared_with(images, reference, None, duplicates.DEFAULT_BITS)
+    assert shared.tolist() == [True] * 3 + [False] * 4
+    exact_only = duplicates.shared_with(images, reference, None, None)
+    assert not exact_only.any()  # re-encoded: other pixels
+    assert duplicates.shared_with(reference[:2], reference, None, None).all()
+
+
 def test_hash_is_integer_exact_and_works_at_tiny_sizes() -> None:
     images = np.stack([chest_like(s, 3) for s in (8,)] * 2)
     hashes = difference_hashes(images)

@@ -15,6 +15,7 @@ from pipeline.common.errors import PipelineError
 from pipeline.config import compose
 from pipeline.data.bundle import load_data
 from pipeline.data.images import decode_image
+from pipeline.evidence.calibration import scaled
 from pipeline.inference.gradcam import grad_cam, rebuild_net
 from pipeline.inference.prediction import split_overrides
 from pipeline.models import build_model
@@ -70,7 +71,8 @@ def test_predict_with_the_champion_gives_the_models_probabilities_and_cams(
     model = mlflow.pytorch.load_model(f"models:/{MODEL_NAME}@champion")
     classes = load_data(store.cfg).classes
     for line in (lines[0], lines[2], lines[4]):
-        assert set(line) == {"image", "label", "probabilities"}
+        assert set(line) == {"image", "label", "probabilities", "temperature", "threshold"}
+        assert line["temperature"] is None and line["threshold"] is None  # none was stored
         probs = line["probabilities"]
         assert list(probs) == classes
         assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
@@ -95,6 +97,45 @@ def test_predict_with_a_run_id_uses_that_runs_model(store, images, capsys):
     expected = model.predict(torch.from_numpy(pixels)).numpy()
     got = np.array([list(line["probabilities"].values()) for line in lines])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_the_champion_is_served_with_its_stored_temperature_and_threshold(store, images,
+                                                                         capsys):
+    """What select_best stores with the version is what predict applies: each network's
+    probabilities scaled by the temperature, then the label at the threshold on that scale."""
+    run = store.client.get_run(store.trials["mobilenet_v2"][0])
+    name = f"{MODEL_NAME}-calibrated"
+    model = load_model(model_uri(run))
+    pixels = torch.from_numpy(np.stack([decode_image(p, 32) for p in images["good"]]))
+    raw = model.predict(pixels).numpy()
+    served = scaled(raw, 2.5)
+    positive = model.classes.index(model.positive_class)
+    low = np.sort(served[:, positive])
+    threshold = float(low[0] + low[1]) / 2  # the two higher images are positive
+    register_champion(store.tracking, name, run, {
+        "run_id": run.info.run_id, "temperature": repr(2.5), "threshold": repr(threshold),
+        "temperature_scope": "network", "threshold_scale": "calibrated"})
+    assert main([*images["good"], store.overrides[0], f"select.model_name={name}"]) == 0
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.strip().splitlines()]
+    got = np.array([list(line["probabilities"].values()) for line in lines])
+    np.testing.assert_allclose(got, served, rtol=0, atol=1e-6)
+    for line, p in zip(lines, served[:, positive], strict=True):
+        assert line["temperature"] == 2.5 and line["threshold"] == threshold
+        assert (line["label"] == model.positive_class) == (p >= threshold)
+    assert "calibration: temperature 2.5000" in err and "at least" in err
+
+    # A version registered before temperatures were served: its threshold was chosen on
+    # unscaled probabilities, so it is served unscaled, and predict says so.
+    old = f"{MODEL_NAME}-old"
+    register_champion(store.tracking, old, run, {"run_id": run.info.run_id,
+                                                 "temperature": repr(2.5)})
+    assert main([*images["good"], store.overrides[0], f"select.model_name={old}"]) == 0
+    out, err = capsys.readouterr()
+    got = np.array([list(json.loads(line)["probabilities"].values())
+                    for line in out.strip().splitlines()])
+    np.testing.assert_allclose(got, raw, rtol=0, atol=1e-6)
+    assert "note: this champion was registered before its temperature was served" in err
 
 
 def test_without_a_champion_or_with_an_unknown_run_the_message_says_what_to_do(store, images):

@@ -4,13 +4,16 @@ label map, checked against scikit-learn; an unmapped class is one clear error.""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from pipeline.common.errors import DataError
+from pipeline.data.bundle import load_data
 from pipeline.data.images import decode_image
 from pipeline.evaluate import main
 from pipeline.tracking.models import load_model, model_uri
@@ -43,9 +46,14 @@ def test_a_model_is_scored_on_another_dataset_through_a_label_map(store, kermany
     proc = evaluate(store, kermany_like, "evaluate.label_map={pneumonia: normal}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(last) == {"run_id", "model_run_id", "dataset", "n_images", "metrics"}
+    assert set(last) == {"run_id", "model_run_id", "dataset", "n_images", "n_overlap", "metrics",
+                         "intervals", "n_replicates"}
     assert last["model_run_id"] == store.trials["resnet18"][0]
     assert last["dataset"] == "imagefolder" and last["n_images"] == 15  # every image, no split
+    assert last["n_overlap"] == 0 and last["n_replicates"] == 100
+    assert "0 of 15 images are also in the development data and were left out" in proc.stdout
+    low, high = last["intervals"]["auroc"]
+    assert low <= last["metrics"]["auroc"] <= high
 
     run = store.client.get_run(store.trials["resnet18"][0])
     model = load_model(model_uri(run))
@@ -63,6 +71,8 @@ def test_a_model_is_scored_on_another_dataset_through_a_label_map(store, kermany
     assert logged.data.tags["role"] == "external"
     assert logged.data.tags["model_run_id"] == last["model_run_id"]
     assert logged.data.metrics["external_auroc"] == pytest.approx(last["metrics"]["auroc"])
+    assert logged.data.metrics["external_auroc_ci_low"] == pytest.approx(low)
+    assert logged.data.metrics["n_overlap"] == 0
     assert logged.inputs.dataset_inputs[0].dataset.name == "imagefolder"
 
 
@@ -88,3 +98,23 @@ def test_with_one_class_present_the_metrics_that_need_both_are_null(store, tmp_p
     last = json.loads(out.strip().splitlines()[-1])
     assert last["metrics"]["auroc"] is None and last["metrics"]["accuracy"] is not None
     assert "AUROC needs both classes" in out
+
+
+def test_images_also_in_the_development_data_are_left_out_and_counted(store, kermany_like,
+                                                                      tmp_path, capsys):
+    """Development images saved again in the external folders: found as the split finds its
+    duplicates (for generated data: the same pixels), left out, counted."""
+    root = tmp_path / "with_copies"
+    shutil.copytree(kermany_like, root)
+    bundle = load_data(store.cfg)
+    copied = [bundle.indices(split)[0] for split in ("train", "val", "test")]
+    for i, row in enumerate(copied):
+        name = "covid" if bundle.labels[row] == bundle.classes.index("covid") else "normal"
+        Image.fromarray(np.asarray(bundle.images[row])).save(root / name / f"copy{i}.png")
+    assert main(in_process(store, root, "evaluate.label_map={pneumonia: normal}")) == 0
+    out = capsys.readouterr().out
+    last = json.loads(out.strip().splitlines()[-1])
+    assert last["n_overlap"] == 3 and last["n_images"] == 15  # the 15 originals are scored
+    assert "3 of 18 images are also in the development data and were left out" in out
+    logged = store.client.get_run(last["run_id"])
+    assert logged.data.metrics["n_overlap"] == 3 and logged.data.metrics["n_images"] == 15

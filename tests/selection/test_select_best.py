@@ -31,11 +31,13 @@ from pipeline.common.errors import PipelineError
 from pipeline.config import compose
 from pipeline.data.bundle import load_data
 from pipeline.data.images import decode_image
+from pipeline.evidence.calibration import fit_temperature, scaled
 from pipeline.evidence.operating_point import choose_threshold
 from pipeline.runs.context import open_context
 from pipeline.selection.champion import data_overrides, select_champion
 from pipeline.selection.competition import competition
-from tests.sweep_store import BACKBONES, run_module, sweep_store
+from pipeline.selection.statistics import holm
+from tests.sweep_store import BACKBONES, RECIPE, run_module, sweep_store
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -45,12 +47,16 @@ def store(tmp_path_factory):
     return sweep_store(tmp_path_factory.mktemp("sweep"))
 
 SUMMARY_KEYS = {"champion_run_id", "backbone", "metric", "value", "model_name", "version", "table",
-                "cv_folds", "operating_point"}
+                "cv_folds", "operating_point", "n_replicates", "bootstrap_unit", "paired_test",
+                "test_uses", "search_gain_test", "search_gain_val", "calibration", "limitations"}
 TEST_KEYS = ("test_sensitivity", "test_specificity", "test_accuracy", "test_f1", "test_precision",
              "test_npv", "test_auroc")
-ROW_KEYS = {"backbone", "run_id", "trials_complete", "trials_pruned", "val_auroc", *TEST_KEYS,
-            *(f"{k}_ci" for k in TEST_KEYS), "delta_auroc", "delta_auroc_ci", "p_value", "ece",
-            "brier", "threshold", "trainable_params", "total_params", "winner"}
+ROW_KEYS = {"backbone", "kind", "recipe", "run_id", "trials_complete", "trials_pruned",
+            "trials_failed", "val_auroc", "val_minus_test", *TEST_KEYS,
+            *(f"{k}_ci" for k in TEST_KEYS), "delta_auroc", "delta_auroc_ci", "p_value", "p_holm",
+            "ece", "ece_uncalibrated", "brier", "threshold", "temperature",
+            "temperature_at_bound", "degenerate", "per_class", "trainable_params", "total_params",
+            "winner"}
 BOOTSTRAP = "select.bootstrap=300"
 
 
@@ -88,11 +94,13 @@ def test_the_champion_is_the_best_complete_trial_and_each_row_its_backbones_best
     assert summary["champion_run_id"] not in store.decoys.values()
 
     table = summary["table"]
-    assert sorted(row["backbone"] for row in table) == sorted(BACKBONES)  # one row per backbone
-    assert [row["winner"] for row in table] == [True, False]
+    backbones = [row for row in table if row["kind"] == "backbone"]
+    assert sorted(row["backbone"] for row in backbones) == sorted(BACKBONES)  # one row each
+    assert [row["winner"] for row in table] == [True] + [False] * (len(table) - 1)
     assert table[0]["run_id"] == summary["champion_run_id"]
     for row in table:
         assert set(row) == ROW_KEYS
+    for row in backbones:
         mine = [r for r in runs if r.data.tags["backbone"] == row["backbone"]]
         best = best_of(mine)
         assert row["run_id"] == best.info.run_id
@@ -101,12 +109,39 @@ def test_the_champion_is_the_best_complete_trial_and_each_row_its_backbones_best
         assert row["total_params"] == best.data.metrics["total_params"]
         assert row["trials_complete"] == 2
         assert row["trials_pruned"] == (1 if row["backbone"] == "resnet18" else 0)
+        assert row["trials_failed"] == (1 if row["backbone"] == "resnet18" else 0)
+    # The best recipe trial is tested beside the champion: its own row, or the row it is.
+    recipe_run = best_of([r for r in runs if r.data.tags.get("baseline") == RECIPE])
+    recipe_rows = [row for row in table if row["run_id"] == recipe_run.info.run_id]
+    assert len(recipe_rows) == 1 and recipe_rows[0]["recipe"] == RECIPE
+    assert recipe_rows[0]["kind"] == ("backbone" if recipe_rows[0] in backbones else "recipe")
+    assert recipe_rows[0]["test_auroc"] is not None
+    gain = summary["search_gain_test"]
+    searched = best_of([r for r in runs if "baseline" not in r.data.tags])
+    assert (gain["searched_run_id"], gain["recipe_run_id"]) == (searched.info.run_id,
+                                                                 recipe_run.info.run_id)
+    low, high = gain["ci"]
+    assert low <= gain["delta_auroc"] <= high and 0 < gain["p_value"] <= 1
+    assert (f"search gain over the papers' recipes on test: {gain['delta_auroc']:+.3f} "
+            f"[{low:+.3f}, {high:+.3f}], p = {gain['p_value']:.2f}") in stdout
+    assert "search gain over the papers' recipes on validation (optimistic" in stdout
+    assert summary["search_gain_val"]["optimistic"] is True
+
     assert "| Backbone |" in stdout and "(winner)" in stdout
     assert "at the youden threshold chosen on validation" in stdout
+    assert "| p (paired patient bootstrap) | p (Holm) |" in stdout  # the header names the test
+    assert "(300 replicates, patients stratified by their classes)" in stdout
     assert re.search(r"\| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", stdout)  # 0.874 [0.812, 0.931]
-    assert "warning: the test split has fewer than 20 images" in stdout  # a tiny test split
-    if summary["table"][1]["p_value"] >= 0.05:
-        assert "cannot be told apart on this test set (p = " in stdout
+    assert "warning: the test split has fewer than 20 patients" in stdout  # a tiny test split
+    assert summary["n_replicates"] == 300 and summary["paired_test"] == "paired patient bootstrap"
+    assert summary["test_uses"] == 1 and "used for selection" not in stdout
+    others = table[1:]
+    assert [row["p_holm"] for row in others] == pytest.approx(holm([r["p_value"] for r in others]))
+    for row in others:
+        if row["p_holm"] >= 0.05:
+            assert (f"{row['backbone']} against the champion {summary['backbone']}: no "
+                    "significant difference detected (Holm-adjusted p = ") in stdout
+    assert any("random weights" in line for line in summary["limitations"])
 
 
 def test_test_metrics_at_the_validation_threshold_match_scikit_learn(store, selected):
@@ -119,15 +154,22 @@ def test_test_metrics_at_the_validation_threshold_match_scikit_learn(store, sele
     table = selected[0]["table"]
     champion_auroc = table[0]["test_auroc"]
     for row in table:
+        # Each model is tested as it would be served: its network's probabilities scaled by
+        # the temperature fitted on its own validation predictions (never on test), and the
+        # threshold youden's J picks on those scaled validation predictions.
         model = mlflow.pytorch.load_model(f"runs:/{row['run_id']}/model")
-        probs = model(images).detach().numpy()
-        # The threshold is the one youden's J picks on the run's own validation predictions.
         local = store.client.download_artifacts(row["run_id"], "val_predictions.csv")
         val = pd.read_csv(local)
         val_probs = val[[f"p_{c}" for c in bundle.classes]].to_numpy()
-        assert row["threshold"] == pytest.approx(
-            choose_threshold(val_probs, val["label"].to_numpy(), pos, "youden"))
+        assert row["temperature"] == pytest.approx(fit_temperature(val_probs,
+                                                                   val["label"].to_numpy()))
+        probs = scaled(model(images).detach().numpy(), row["temperature"])
+        assert row["threshold"] == pytest.approx(choose_threshold(
+            scaled(val_probs, row["temperature"]), val["label"].to_numpy(), pos, "youden"))
         pred = probs[:, pos] >= row["threshold"]
+        # Its selection score is what the engine makes of the same validation predictions.
+        assert row["val_auroc"] == pytest.approx(roc_auc_score(val["label"] == pos,
+                                                               val_probs[:, pos]), abs=1e-6)
         expected = {
             "test_sensitivity": recall_score(truth, pred),
             "test_specificity": recall_score(negative, ~pred),
@@ -147,8 +189,15 @@ def test_test_metrics_at_the_validation_threshold_match_scikit_learn(store, sele
             assert row["delta_auroc"] is None and row["p_value"] is None
         else:
             assert row["delta_auroc"] == pytest.approx(row["test_auroc"] - champion_auroc)
-            assert row["delta_auroc_ci"][0] <= row["delta_auroc_ci"][1]
-            assert 0.0 <= row["p_value"] <= 1.0
+            low, high = row["delta_auroc_ci"]
+            assert low <= high and 0.0 < row["p_value"] <= 1.0
+            assert row["p_holm"] >= row["p_value"]  # p and the interval agree about zero:
+            assert (low > 0 or high < 0) == (row["p_value"] < 0.05) or abs(
+                row["p_value"] - 0.05) < 4 / 301
+        assert row["val_minus_test"] == pytest.approx(row["val_auroc"] - roc_auc_score(
+            truth, model(images).detach().numpy()[:, pos]), abs=1e-6)
+        per_class = row["per_class"][bundle.positive_class]
+        assert per_class["sensitivity"] == pytest.approx(row["test_sensitivity"])
 
 
 def test_the_registry_alias_points_at_the_champion(store, selected):
@@ -162,7 +211,10 @@ def test_the_registry_alias_points_at_the_champion(store, selected):
     assert float(version.tags["value"]) == summary["value"]
     assert float(version.tags["threshold"]) == summary["table"][0]["threshold"]
     assert version.tags["operating_point"] == summary["operating_point"] == "youden"
-    assert float(version.tags["temperature"]) > 0
+    assert float(version.tags["temperature"]) == summary["table"][0]["temperature"] == (
+        summary["calibration"]["temperature"])
+    assert version.tags["temperature_scope"] == "network"
+    assert version.tags["threshold_scale"] == "calibrated"
     x = torch.randint(0, 256, (3, 1, 32, 32)).float()
     registered = mlflow.pytorch.load_model(f"models:/{summary['model_name']}@champion")(x)
     logged = mlflow.pytorch.load_model(f"runs:/{summary['champion_run_id']}/model")(x)
@@ -193,6 +245,7 @@ def test_the_selection_is_one_run_with_test_metrics_and_the_table(store, selecte
             assert run.data.metrics[f"{name}.p_value"] == pytest.approx(row["p_value"])
     assert summary["cv_folds"] == 1
     assert run.data.metrics["val_nll_after"] <= run.data.metrics["val_nll_before"]
+    assert run.data.tags["test_uses"] == "1" and run.data.metrics["n_replicates"] == 300
     artifacts = {a.path for a in store.client.list_artifacts(run.info.run_id)}
     assert {"comparison.md", "comparison.csv", "reliability_diagram.png", *BACKBONES} <= artifacts
     local = store.client.download_artifacts(run.info.run_id, "comparison.csv")
@@ -267,7 +320,11 @@ def test_the_report_renders_in_a_real_browser_with_its_table_and_every_figure(
         assert f'id="{ident}"' in dom, ident
     for section in ("data", "protocol", "methods", "external"):
         assert f'id="{section}"' in dom, section
-    assert "The test split was used once" in dom
+    assert "The test split was used after selection only, by this selection" in dom
+    assert "used once" not in dom
+    for section in ("limitations-list", "checklist-table", "n-replicates"):
+        assert f'id="{section}"' in dom, section
+    assert "random weights" in dom and "not available: " in dom
     assert "<code>python -m pipeline.sweep " in dom  # the commands that produced the studies
     # Each Grad-CAM caption gives the positive class's probability against the threshold that
     # labelled the image, so a caption says what its kind says.
@@ -279,6 +336,23 @@ def test_the_report_renders_in_a_real_browser_with_its_table_and_every_figure(
         assert named == positive
         assert (float(p) >= float(threshold)) == (kind != "false negative"), (kind, p, threshold)
         assert (truth == positive) == (kind != "false positive")
+
+
+def test_selecting_again_counts_the_uses_of_the_test_split(store, selected):
+    # Last of the fast tests of this store: it adds a second selection run.
+    cfg = compose([*store.overrides, BOOTSTRAP])
+    said: list[str] = []
+    summary = select_champion(open_context(cfg, data=False), cfg, store.overrides,
+                              say=lambda *a, **k: said.append(" ".join(map(str, a))))
+    text = "\n".join(said)
+    assert summary["test_uses"] == 2
+    assert "this test split has now been used for selection 2 times" in text
+    assert any("used for selection 2 times" in line for line in summary["limitations"])
+    page = Path(next(line for line in said if line.startswith("report: "))[8:]).read_text()
+    methods = re.search(r"<p id='methods-paragraph'>(.*?)</p>", page).group(1)
+    assert "this test split has now been used for selection 2 times" in methods
+    runs = store.client.search_runs([store.experiment_id], "tags.role = 'selection'")
+    assert sorted(r.data.tags["test_uses"] for r in runs) == ["1", "2"]
 
 
 @pytest.mark.slow
@@ -293,12 +367,20 @@ def test_an_ensemble_row_is_the_mean_of_the_best_trials(store):
     assert row["run_id"] == "+".join(m.info.run_id for m in members)
     bundle = load_data(store.cfg)
     images = torch.from_numpy(np.asarray(bundle.images[bundle.indices("test")])).unsqueeze(1)
-    probs = np.mean([mlflow.pytorch.load_model(f"runs:/{m.info.run_id}/model")(
-        images.float()).detach().numpy() for m in members], axis=0)
+    # Served as a backbone is: each member's probabilities scaled by the ensemble's
+    # temperature, then averaged.
+    probs = np.mean([scaled(mlflow.pytorch.load_model(f"runs:/{m.info.run_id}/model")(
+        images.float()).detach().numpy(), row["temperature"]) for m in members], axis=0)
     pos = bundle.classes.index(bundle.positive_class)
     truth = bundle.labels[bundle.indices("test")] == pos
     assert row["test_auroc"] == pytest.approx(roc_auc_score(truth, probs[:, pos]), abs=1e-6)
     assert row["delta_auroc"] is not None or row["winner"]
+    # Ranked on the backbones' quantity: validation AUROC of its (mean) validation predictions.
+    vals = [pd.read_csv(store.client.download_artifacts(m.info.run_id, "val_predictions.csv"))
+            for m in members]
+    val_mean = np.mean([v[[f"p_{c}" for c in bundle.classes]].to_numpy() for v in vals], axis=0)
+    assert row["val_auroc"] == pytest.approx(roc_auc_score(vals[0]["label"] == pos,
+                                                           val_mean[:, pos]))
 
 
 @pytest.mark.slow
@@ -324,6 +406,9 @@ def test_an_ensemble_that_wins_on_validation_is_registered_and_predicts(store, m
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     x = torch.from_numpy(decode_image(str(image), 32)).float()[None, None]
-    expected = np.mean([mlflow.pytorch.load_model(f"runs:/{i}/model")(x).detach().numpy()[0]
-                        for i in version.tags["members"].split("+")], axis=0)
+    temperature = float(version.tags["temperature"])
+    assert line["temperature"] == pytest.approx(temperature)
+    expected = np.mean([scaled(mlflow.pytorch.load_model(f"runs:/{i}/model")(x).detach().numpy(),
+                               temperature)[0] for i in version.tags["members"].split("+")],
+                       axis=0)
     np.testing.assert_allclose(list(line["probabilities"].values()), expected, atol=1e-5)

@@ -225,3 +225,16 @@ def test_a_bad_sweep_setting_is_one_line(tiny_overrides):
     assert "sweep.pruner=sometimes" in proc.stderr and "median" in proc.stderr
 
 
+
+
+def test_evaluate_test_is_refused_in_a_sweep_with_one_line(tiny_overrides, state_dir):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.sweep", *tiny_overrides("evaluate_test=true")],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["error: evaluate_test=true is refused in a sweep: the test split chooses "
+                     "nothing, and python -m pipeline.select_best tests the chosen models once, "
+                     "after selection (drop evaluate_test=true)"]
+    assert not any(state_dir.iterdir())  # refused before any store was made
