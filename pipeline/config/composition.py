@@ -17,6 +17,7 @@ from pipeline.config.aliases import key_of, typed_names, with_aliases
 from pipeline.config.explain import NO_DEFAULT, explain, location, schema_refusal
 from pipeline.config.paths import CONF_DIR
 from pipeline.config.schema import check
+from pipeline.config.targets import check_targets
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
@@ -31,6 +32,7 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictC
     overrides = with_aliases(overrides)
     cfg = _compose(config_name, overrides, named)
     check(cfg, named)
+    check_targets(cfg)
     resolve_auto_weights(cfg)
     return cfg
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import hydra
 from omegaconf import DictConfig
 
 from pipeline.common.errors import ConfigError
+from pipeline.config.targets import instantiate
 from pipeline.data.batch_jitter import BatchJitter
 
 
@@ -22,7 +22,7 @@ def build_augmentation(aug_cfg: DictConfig | dict | None) -> BatchJitter | None:
     if aug_cfg is None or aug_cfg.get("name") == "none":
         return None
     if "_target_" in aug_cfg:
-        return hydra.utils.instantiate(aug_cfg)
+        return instantiate(aug_cfg)
     return jitter(**aug_cfg)
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import hydra
 import torch.nn.functional as F
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from pipeline.common.errors import ConfigError, one_line
+from pipeline.config.targets import instantiate
 
 
 def _pool() -> list[nn.Module]:
@@ -75,7 +75,7 @@ def build_head(
         raise ConfigError(f"head={name} has no _target_: give conf/head/{name}.yaml one, e.g. "
                           "_target_: pipeline.models.heads.linear_head")
     try:
-        factory = hydra.utils.instantiate(head_cfg, _partial_=True)
+        factory = instantiate(head_cfg, _partial_=True)
     except InstantiationException as exc:
         raise ConfigError(f"head={name}: {one_line(exc)}") from exc
     return factory(in_channels, feature_hw, num_classes)

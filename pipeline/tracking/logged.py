@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.config import CONF_DIR, check_values, compose, describe_error, one_line
+from pipeline.config.targets import check_targets
 from pipeline.tracking.store import MissingArtifact, tracking_uri
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ def read_logged(store: Store, run: Any) -> Logged:
         raise PipelineError(
             f"run '{run.info.run_id}' has no {CONFIG} artifact: it was not logged by run_training"
         ) from exc
+    # Anyone who can write to the store wrote this file: no callable outside the list is built.
+    check_targets(config, f"run {run.info.run_id}'s logged {CONFIG}")
     return Logged(run.info.run_id, config, run)
 
 
@@ -78,6 +81,7 @@ def local_config(logged: Logged, cfg: DictConfig, overrides: Sequence[str] = ())
             "with +<key>=<value> for what the run used"
         )
     check_values(local)
+    check_targets(local, f"run {logged.run_id}'s config with the overrides")
     return local
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import hydra
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
@@ -22,6 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from pipeline.common.errors import PipelineError
 from pipeline.common.faults import fault_point
+from pipeline.config.targets import instantiate
 from pipeline.models import ChestXrayNet
 from pipeline.models.losses import SupConLoss
 from pipeline.training.features.inputs import Inputs
@@ -170,11 +170,11 @@ class ChestXrayModule(pl.LightningModule):
         # No weight decay on normalisation weights and biases (timm's rule: 1-d parameters).
         decay = float(self.cfg.optimizer.get("weight_decay", 0.0) or 0.0)
         groups = [g for g in param_groups_weight_decay(self, weight_decay=decay) if g["params"]]
-        optimizer = hydra.utils.instantiate(self.cfg.optimizer)(groups)
+        optimizer = instantiate(self.cfg.optimizer)(groups)
         sched_cfg = self.cfg.scheduler.get("scheduler") if "scheduler" in self.cfg else None
         if sched_cfg is None or self.stage == "pretrain":
             return optimizer
-        scheduler = hydra.utils.instantiate(sched_cfg)(optimizer)
+        scheduler = instantiate(sched_cfg)(optimizer)
         config = {"scheduler": scheduler, "interval": "epoch"}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = str(self.cfg.trainer.monitor)

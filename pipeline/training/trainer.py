@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hydra
 import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config.schema import TRAINER_ARGUMENTS
+from pipeline.config.targets import instantiate
 
 # What the pipeline itself fixes: BestWeights keeps the best epoch's weights in memory, metrics
 # go to MLflow through the run's observer, and validation starts with the first epoch.
@@ -54,7 +54,7 @@ def make_trainer(
     machine and what the pipeline fixes."""
     on_gpu = uses_gpu(cfg)
     arguments = OmegaConf.masked_copy(cfg.trainer, list(TRAINER_ARGUMENTS))
-    return hydra.utils.instantiate(
+    return instantiate(
         arguments,
         max_epochs=max_epochs,
         precision=resolve_precision(cfg),

@@ -128,6 +128,29 @@ def test_a_logged_config_is_used_as_logged_and_a_key_it_lacks_is_named(store, tm
     assert reruns_of(store, run.id) == []  # said before anything was trained
 
 
+def test_a_logged_target_outside_the_list_is_refused_naming_the_key(store, tmp_path):
+    """A config.yaml written into the store by someone else: its head builds a callable that
+    would create a file. The re-run (and anything else reading it) refuses it, runs nothing."""
+    original = store.client.get_run(store.trials["resnet18"][1])
+    crafted = OmegaConf.to_container(read_logged(store.tracking, original).config)
+    planted = tmp_path / "planted"
+    crafted["head"]["dropout"] = {"_target_": "pathlib.Path.touch", "_args_": [str(planted)]}
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(crafted))
+    tags = {key: original.data.tags[key] for key in (
+        Tag.BACKBONE, Tag.DATASET, Tag.DATA_FINGERPRINT, Tag.IMAGE_SIZE, Tag.SEED)}
+    with store.tracking.open_run(Role.TRAIN, **tags) as run:
+        store.tracking.log_artifact(run.id, tmp_path / "config.yaml")
+    proc = run_module("pipeline.rerun", run.id, store.overrides[0])
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    error = proc.stderr.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: "), proc.stderr
+    assert "head.dropout._target_='pathlib.Path.touch'" in error[0]
+    assert f"run {run.id}'s logged config.yaml" in error[0]
+    assert not planted.exists() and reruns_of(store, run.id) == []
+    with pytest.raises(ConfigError, match=r"head\.dropout\._target_"):
+        read_logged(store.tracking, run.id)  # predict, select_best and evaluate read it so
+
+
 def test_manifest_differences_are_counted_in_words():
     old = pd.DataFrame({"file": ["a", "b", "c"], "label": ["x", "y", "x"],
                         "patient": ["p1", "p2", "p3"], "split": ["train", "val", "test"]})
