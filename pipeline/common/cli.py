@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
 
 from pipeline.common.errors import PipelineError
+from pipeline.common.urls import redact
 
 
 def print_json_line(obj: dict[str, Any]) -> None:
@@ -24,12 +25,34 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+class _Redacting:
+    """A text stream that hides the password of every URL written to it (``redact``): whatever
+    an entry point, a library's log line or a traceback prints of a storage URL."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def run(main: Callable[[list[str]], int | None]) -> None:
-    """Call ``main(argv)``; a PipelineError becomes ``error: <message>`` on stderr and exit 2."""
+    """Call ``main(argv)``; a PipelineError becomes ``error: <message>`` on stderr and exit 2.
+    What the process prints goes out with every URL's password hidden."""
+    if not isinstance(sys.stdout, _Redacting):
+        sys.stdout, sys.stderr = _Redacting(sys.stdout), _Redacting(sys.stderr)
     try:
         code = main(sys.argv[1:])
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        print(f"error: {redact(str(exc))}", file=sys.stderr, flush=True)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr, flush=True)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.common.urls import redact_tree
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = Path(os.environ.get("PIPELINE_CONF_DIR", PROJECT_ROOT / "conf"))
 
@@ -19,4 +21,7 @@ def state_dir(cfg: DictConfig) -> Path:
 
 
 def to_yaml(cfg: DictConfig) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=True)
+    """The resolved config as it is stored (the config.yaml artifact): every URL's password
+    hidden (a re-run gets its stores from its own command line, not from this file)."""
+    return OmegaConf.to_yaml(OmegaConf.create(redact_tree(OmegaConf.to_container(cfg,
+                                                                                 resolve=True))))

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from pipeline.common.urls import redact
 from pipeline.config import state_dir
 from pipeline.runs.context import Context
 from pipeline.selection import figures, sections
@@ -48,7 +49,9 @@ def study_commands(store: Store, names: Sequence[str]) -> list[str]:
     out = []
     for name in names:
         runs = store.search(where(role=Role.STUDY, study_name=name), max_results=20)
-        out += sorted({r.data.tags[Tag.COMMAND] for r in runs if r.data.tags.get(Tag.COMMAND)})
+        # A store written before commands were redacted may still hold a password.
+        out += sorted({redact(r.data.tags[Tag.COMMAND]) for r in runs
+                       if r.data.tags.get(Tag.COMMAND)})
     return out
 
 

@@ -13,6 +13,7 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
+from pipeline.common.urls import redact
 from pipeline.config import one_line
 from pipeline.study.budget import STATE_NAMES
 from pipeline.study.space import SearchSpace
@@ -77,7 +78,7 @@ def study_tags(cfg: DictConfig, space: SearchSpace, fingerprint: str, name: str,
         Tag.STUDY_NAME: name, Tag.BACKBONE: str(cfg.backbone.name),
         Tag.DATASET: str(cfg.dataset.name), Tag.SWEEP_SPACE: space.name,
         Tag.DATA_FINGERPRINT: fingerprint,
-        Tag.COMMAND: " ".join(["python -m pipeline.sweep", *overrides])[:5000],
+        Tag.COMMAND: redact(" ".join(["python -m pipeline.sweep", *overrides]))[:5000],
     }
 
 

@@ -16,6 +16,7 @@ import optuna
 from omegaconf import DictConfig
 
 from pipeline.common.cli import Say
+from pipeline.common.urls import redact
 from pipeline.config import PipelineError, compose
 from pipeline.runs.context import Context
 from pipeline.runs.training_run import TrainResult, run_training
@@ -86,7 +87,7 @@ class Objective:
         recipe = list(trial.user_attrs.get("recipe_overrides", []))
         trial_overrides = [*self.space.fixed_overrides(), *self.overrides, *overrides_of(values),
                            *recipe]
-        trial.set_user_attr("overrides", trial_overrides)
+        trial.set_user_attr("overrides", [redact(o) for o in trial_overrides])
         finished, running = progress(self.study)  # running: this trial and other workers' ones
         baseline = trial.user_attrs.get("baseline")
         self.say(f"trial {trial.number} ({min(finished + len(running), n_total)} of {n_total}"

@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.common.urls import redact
 from pipeline.data.bundle import DataBundle
 
 # MLflow's own limits: a param value's length, and what one log_batch takes.
@@ -27,8 +28,9 @@ def log_batch(mlflow_client: Any, run_id: str, metrics: Mapping[str, float],
 
     now = int(time.time() * 1000)
     ms = [Metric(str(k), float(v), now, step) for k, v in metrics.items()]
-    ps = [Param(str(k), str(v)) for k, v in params.items()]
-    ts = [RunTag(str(k), str(v)) for k, v in tags.items()]
+    # A config value or a command line may hold a URL with its password: never stored.
+    ps = [Param(str(k), redact(str(v))) for k, v in params.items()]
+    ts = [RunTag(str(k), redact(str(v))) for k, v in tags.items()]
     while ms or ps or ts:
         p, ps = ps[:MAX_PARAMS_TAGS_PER_BATCH], ps[MAX_PARAMS_TAGS_PER_BATCH:]
         t, ts = ts[:MAX_PARAMS_TAGS_PER_BATCH], ts[MAX_PARAMS_TAGS_PER_BATCH:]
@@ -44,7 +46,7 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
     for key, value in _flatten(container):
         if key.startswith(SKIPPED_PARAM_PREFIXES):
             continue
-        out[key] = str(value)[:MAX_PARAM_LENGTH]
+        out[key] = redact(str(value))[:MAX_PARAM_LENGTH]
     return out
 
 
