@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
@@ -44,11 +45,25 @@ class _Redacting:
         return getattr(self._stream, name)
 
 
+def _redact_output() -> None:
+    """stdout and stderr redacted, for print and for the log handlers libraries already made
+    (MLflow's, made when it was imported, hold the streams themselves)."""
+    if isinstance(sys.stdout, _Redacting):
+        return
+    streams = {id(sys.stdout): _Redacting(sys.stdout), id(sys.stderr): _Redacting(sys.stderr)}
+    sys.stdout, sys.stderr = streams[id(sys.stdout)], streams[id(sys.stderr)]
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and id(stream) in streams:
+                handler.setStream(streams[id(stream)])
+
+
 def run(main: Callable[[list[str]], int | None]) -> None:
     """Call ``main(argv)``; a PipelineError becomes ``error: <message>`` on stderr and exit 2.
     What the process prints goes out with every URL's password hidden."""
-    if not isinstance(sys.stdout, _Redacting):
-        sys.stdout, sys.stderr = _Redacting(sys.stdout), _Redacting(sys.stderr)
+    _redact_output()
     try:
         code = main(sys.argv[1:])
     except PipelineError as exc:

@@ -5,8 +5,8 @@ rebuild a network from the ``config.yaml`` a run logged, and anyone who can writ
 store can write that file. Hydra calls whatever ``_target_`` names (its own target policy calls
 itself best-effort), so every ``_target_`` of a config, nested ones included, must lie under the
 modules the project's config files build from: its own heads and augmentations, PyTorch's
-optimisers, schedulers and layers, torchvision's transforms, timm's models and layers and
-Lightning's Trainer, callbacks and loggers. Within those, nothing that loads, saves or fetches
+optimisers, schedulers and layers, torchvision's transforms, timm's layers and Lightning's
+Trainer. Within those, nothing that loads, saves or fetches
 (``torch.load`` unpickles, ``torch.hub`` runs downloaded code) and nothing private.
 """
 
@@ -20,21 +20,22 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pipeline.common.errors import ConfigError
 
-# Modules (with their trailing dot) under which a ``_target_`` may lie, and single callables.
+# Modules (with their trailing dot) under which a ``_target_`` may lie, and single callables: what
+# conf/ names (heads, augmentations, optimisers, schedulers, the Trainer) and the layers and
+# transforms of the libraries the project builds on. Not timm's model factories nor the rest of
+# pipeline.models: they take checkpoint paths, which torch.load reads.
 ALLOWED_TARGETS = (
-    "pipeline.models.",
+    "pipeline.models.heads.",
     "pipeline.data.transforms.",
     "torch.optim.",
     "torch.nn.",
     "torchvision.transforms.",
-    "timm.models.",
     "timm.layers.",
     "lightning.pytorch.Trainer",  # the class itself (conf/trainer), not what lies under it
-    "lightning.pytorch.callbacks.",
-    "lightning.pytorch.loggers.",
 )
 # A part of the dotted name that reads or writes files or fetches code: refused under any prefix.
-_GATEWAY = re.compile(r"^(_|load|save|hub|download|from_pretrained|push)", re.IGNORECASE)
+_GATEWAY = re.compile(r"^(_|load|read|save|write|hub|download|from_pretrained|push)",
+                      re.IGNORECASE)
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _META = ("_target_", "_partial_", "_args_", "_convert_", "_recursive_")
 

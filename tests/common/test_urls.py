@@ -28,11 +28,13 @@ def test_every_password_of_every_url_is_hidden_and_the_rest_kept():
 
 
 def test_what_an_entry_point_prints_or_fails_with_is_redacted():
-    """A config error naming the storage (stderr), and a traceback through print (stdout)."""
+    """A config error naming the storage (stderr), print and a library's log line (stdout)."""
     url = f"postgresql://user:{PASSWORD}@127.0.0.1:9/optuna"
-    code = ("import sys; from pipeline.common.cli import run; "
+    code = ("import logging, sys; from pipeline.common.cli import run; "
             "from pipeline.common.errors import ConfigError\n"
+            "log = logging.getLogger('lib'); log.addHandler(logging.StreamHandler(sys.stdout))\n"
             "def main(argv):\n"
+            "    log.warning('lib logs %s', argv[0])\n"
             "    print('storage', argv[0], flush=True)\n"
             "    raise ConfigError(f'sweep.storage={argv[0]} cannot be opened')\n"
             "run(main)")
@@ -40,6 +42,8 @@ def test_what_an_entry_point_prints_or_fails_with_is_redacted():
                           cwd=PROJECT_ROOT, timeout=60)
     assert proc.returncode == 2
     assert PASSWORD not in proc.stdout + proc.stderr
-    assert proc.stdout.strip() == "storage postgresql://user:***@127.0.0.1:9/optuna"
+    assert proc.stdout.strip().splitlines() == [
+        "lib logs postgresql://user:***@127.0.0.1:9/optuna",  # a handler made before run()
+        "storage postgresql://user:***@127.0.0.1:9/optuna"]
     assert proc.stderr.strip() == ("error: sweep.storage=postgresql://user:***@127.0.0.1:9/optuna"
                                    " cannot be opened")

@@ -21,7 +21,8 @@ def test_every_target_the_config_files_name_is_allowed():
 @pytest.mark.parametrize("target", [
     "os.system", "pathlib.Path.touch", "builtins.open", "subprocess.run", "torch.load",
     "torch.hub.load", "torch.jit.load", "torch.save", "timm.models.load_checkpoint",
-    "torch.nn.Module.load_state_dict", "pipeline.models.weights.load_weights",
+    "torch.nn.Module.load_state_dict", "pipeline.models.weights.read_state_dict",
+    "timm.models.create_model", "timm.create_model", "lightning.pytorch.callbacks.ModelCheckpoint",
     "pipeline.common.atomic.atomic_write", "lightning.pytorch.Trainer.save_checkpoint",
     "torch.optim._private", "torch", "torch.optim", "not a name",
 ])
