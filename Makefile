@@ -122,8 +122,8 @@ bench: install
 
 ui: install
 	$(VENV)/bin/mlflow ui --host "$$GIVEN_HOST" --port "$$GIVEN_PORT" \
-		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
-		--default-artifact-root $(CURDIR)/mlruns/artifacts
+		--backend-store-uri "sqlite:///$(CURDIR)/mlruns/mlflow.db" \
+		--default-artifact-root "$(CURDIR)/mlruns/artifacts"
 
 # Optuna's dashboard on the study storage (STORAGE: any Optuna RDB URL), on 127.0.0.1:$(DASHBOARD_PORT).
 dashboard: install
