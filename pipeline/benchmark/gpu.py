@@ -98,6 +98,8 @@ def bench_gpu(state: Path, profile: Profile) -> dict[str, Any]:
     """``gpu_img_per_s``, ``pipeline_vs_bare`` and ``gpu_utilisation`` on the GPU: benchmark.bare
     (both loops on the GPU there) over a collection of real PNG/JPEG files at 224 px."""
     name = require_gpu()
+    say("the --gpu path was written and tested on a machine without a GPU: until README (Speed, "
+        "On a GPU) quotes figures, this is its first run; check its numbers")
     root = write_collection(state / "gpu-images", profile.gpu_images, profile.scale_source)
     sized = dataclasses.replace(profile, bare_overrides=(
         "dataset=imagefolder", f"dataset.root={root}", *profile.bare_overrides))
