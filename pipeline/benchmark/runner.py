@@ -18,6 +18,7 @@ from pipeline.benchmark.caches import bench_decode, bench_features
 from pipeline.benchmark.cv import bench_cv
 from pipeline.benchmark.gpu import bench_gpu, require_gpu
 from pipeline.benchmark.loader import bench_loader
+from pipeline.benchmark.naive import bench_naive
 from pipeline.benchmark.profiles import GPU_PARTS, KEYS, PARTS, PROFILES, TARGETS, Profile, say
 from pipeline.benchmark.scale import bench_scale
 from pipeline.benchmark.studies import bench_pruning, bench_rss
@@ -51,12 +52,16 @@ DOC = """Speed figures, each a ratio measured side by side in one run on this ma
 - ``loader_img_per_s``: training images per second ChestXrayDataModule delivers through
   Lightning (augmentation=light at 224 px, batches of 32) to a model that does nothing.
 - ``loader_vs_synthetic``: that rate over the same module's fed random uint8 images in memory.
+- ``time_to_naive_best``: the share of a naive study's wall time (Optuna's Lightning example as
+  users write it: MLflowCallback, PIL decoding every epoch, no pruning, no caches) that our sweep
+  needs to reach the naive study's best value, over the same trials, space and PNG files.
 
 ``--gpu`` (one CUDA GPU, under 5 minutes; exits 2 where torch sees none) measures instead:
 ``gpu_img_per_s`` (DenseNet121 at 224 px through the pipeline's training path, bf16 autocast and
 channels_last), ``pipeline_vs_bare`` against a bare loop on the GPU over the same images,
 ``gpu_utilisation`` while the pipeline trains (pynvml or nvidia-smi, named in the details) and
-``loader_img_per_s`` / ``loader_vs_synthetic`` with the loader delivering to the GPU.
+``loader_img_per_s`` / ``loader_vs_synthetic`` with the loader delivering to the GPU, over
+random uint8 batches already on it. Unexercised so far: written without a GPU to run it on.
 
 Medians of repeats where a figure is repeated. ``--quick`` (tiny sizes, models not logged) keeps
 the whole run under 10 minutes on a 2-core CPU; the full run uses native sizes. State lives in a
@@ -68,7 +73,7 @@ also written to ``--out``.
 BENCHES: dict[str, Callable[[Path, Profile], dict[str, Any]]] = {
     "bare": bench_bare, "decode": bench_decode, "features": bench_features,
     "pruning": bench_pruning, "rss": bench_rss, "cv": bench_cv, "scale": bench_scale,
-    "loader": bench_loader, "gpu": bench_gpu,
+    "loader": bench_loader, "naive": bench_naive, "gpu": bench_gpu,
 }
 
 
