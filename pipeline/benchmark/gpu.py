@@ -104,6 +104,7 @@ def bench_gpu(state: Path, profile: Profile) -> dict[str, Any]:
     sized = dataclasses.replace(profile, bare_overrides=(
         "dataset=imagefolder", f"dataset.root={root}", *profile.bare_overrides))
     spans: dict[str, list[tuple[float, float]]] = {}
+    (state / "gpu").mkdir(parents=True, exist_ok=True)  # the run's store
     with UtilisationSampler() as sampler:
         figures = bench_bare(state / "gpu", sized, spans=spans)
     details = figures.pop("details")

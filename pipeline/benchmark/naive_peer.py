@@ -42,6 +42,7 @@ def run_naive(root: Path, state: Path, backbone: str, params: dict[str, dict[str
         raise PipelineError(f"the naive profile cannot search {sorted(unknown)}: it knows "
                             f"{sorted(KNOWN)} (random weights leave the freeze depth out)")
     classes = sorted(p.name for p in (root / "train").iterdir())
+    state.mkdir(parents=True, exist_ok=True)  # the MLflow store's folder
 
     class LightningNet(pl.LightningModule):
         def __init__(self, lr: float) -> None:
