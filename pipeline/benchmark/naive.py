@@ -91,8 +91,10 @@ def bench_naive(state: Path, profile: Profile) -> dict[str, Any]:
                       profile.naive_trials, int(cfg.seed), metric=str(cfg.trainer.monitor))
     say(f"naive: {naive['wall_s']:.1f} s, best {naive['best']:.4f}")
     study = optuna.load_study(study_name=summary["study_name"], storage=storage_url(cfg))
+    # Complete trials only: a pruned trial carries its last epoch's value, but no sweep reports
+    # it as a result.
     done = [((t.datetime_complete - started).total_seconds(), float(t.value))
-            for t in study.trials if t.value is not None and t.datetime_complete]
+            for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     reached, best = time_to_reach(done, naive["best"])
     say(f"ours: {ours_s:.1f} s, {summary['n_pruned']} pruned, best {best}, reached the naive "
         f"best after {'never' if reached is None else f'{reached:.1f} s'}")

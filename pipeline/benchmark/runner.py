@@ -63,10 +63,11 @@ channels_last), ``pipeline_vs_bare`` against a bare loop on the GPU over the sam
 ``loader_img_per_s`` / ``loader_vs_synthetic`` with the loader delivering to the GPU, over
 random uint8 batches already on it. Unexercised so far: written without a GPU to run it on.
 
-Medians of repeats where a figure is repeated. ``--quick`` (tiny sizes, models not logged) keeps
-the whole run under 10 minutes on a 2-core CPU; the full run uses native sizes. State lives in a
-temporary folder, removed afterwards. Progress goes to stdout; the LAST line is the JSON object,
-also written to ``--out``.
+Medians of repeats where a figure is repeated. ``--quick`` (tiny sizes, models not logged) takes
+about 20-25 minutes on a 2-core CPU (``--only`` some parts for less); the full run uses native
+sizes. State lives in a temporary folder, removed afterwards. Progress goes to stdout, then each
+figure beside its target; the LAST line is the JSON object (``targets``, ``targets_met``), also
+written to ``--out``.
 """
 
 
@@ -141,7 +142,7 @@ def print_table(result: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=DOC,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, under 10 min on CPU")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 20-25 min on 2 cores")
     parser.add_argument("--out", type=Path, help="also write the JSON object here")
     parser.add_argument("--only", nargs="+", choices=(*PARTS, "gpu"), default=list(PARTS),
                         help="measure only these figures")
