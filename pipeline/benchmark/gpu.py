@@ -101,8 +101,10 @@ def bench_gpu(state: Path, profile: Profile) -> dict[str, Any]:
     say("the --gpu path was written and tested on a machine without a GPU: until README (Speed, "
         "On a GPU) quotes figures, this is its first run; check its numbers")
     root = write_collection(state / "gpu-images", profile.gpu_images, profile.scale_source)
+    # The files' count is gpu_images; random weights, as the bare loop's (offline machines too).
+    sizes = tuple(o for o in profile.bare_overrides if not o.startswith("dataset.num_images="))
     sized = dataclasses.replace(profile, bare_overrides=(
-        "dataset=imagefolder", f"dataset.root={root}", *profile.bare_overrides))
+        "dataset=imagefolder", f"dataset.root={root}", "backbone.pretrained=false", *sizes))
     spans: dict[str, list[tuple[float, float]]] = {}
     (state / "gpu").mkdir(parents=True, exist_ok=True)  # the run's store
     with UtilisationSampler() as sampler:

@@ -151,6 +151,7 @@ SMOKE = Profile(
     loader_rounds=1,
     naive_images=40,
     naive_trials=2,
+    gpu_images=60,
     naive_overrides=("trainer.max_epochs=1",),
 )
 
@@ -158,8 +159,7 @@ SMOKE = Profile(
 # `--gpu`: DenseNet121 at 224 px on one GPU, in under 5 minutes (benchmark.gpu).
 GPU = Profile(
     name="gpu",
-    bare_overrides=("backbone=densenet121", "backbone.pretrained=false",
-                    "dataset.image_size=224", "dataset.batch_size=64"),
+    bare_overrides=("backbone=densenet121", "dataset.image_size=224", "dataset.batch_size=64"),
     bare_epochs=4,
     decode_repeats=1,
     feature_overrides=(),

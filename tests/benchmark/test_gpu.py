@@ -36,3 +36,22 @@ def test_gpu_profile_is_densenet121_at_224_px():
     gpu = bench.PROFILES["gpu"]
     assert {"backbone=densenet121", "dataset.image_size=224"} <= set(gpu.bare_overrides)
     assert gpu.loader_size == 224 and bench.TARGETS["gpu_utilisation"] == (">=", 0.9)
+
+
+@pytest.mark.slow
+def test_bench_gpu_plumbing_runs_on_the_cpu_at_smoke_sizes(capsys, monkeypatch, one_torch_thread):
+    """Everything of the GPU part but CUDA itself: the files written, both loops timed epoch by
+    epoch, the figures and their targets; no sampler works here, and the JSON says why."""
+    import json
+
+    from pipeline.benchmark import gpu, runner
+
+    monkeypatch.setattr(gpu, "require_gpu", lambda: "no GPU (test)")
+    monkeypatch.setattr(runner, "require_gpu", lambda: "no GPU (test)")
+    assert bench.main(["--profile", "smoke", "--only", "gpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    details = result["details"]["gpu"]
+    assert result["gpu_img_per_s"] == pytest.approx(details["pipeline_images_per_s"], abs=1e-3)
+    assert result["pipeline_vs_bare"] > 0 and details["images"] == 60
+    assert result["gpu_utilisation"] is None and "nvidia-smi" in result["gpu_utilisation_reason"]
+    assert result["targets_met"]["gpu_img_per_s"] == (result["gpu_img_per_s"] >= 914)
