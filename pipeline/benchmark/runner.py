@@ -25,7 +25,7 @@ from pipeline.benchmark.studies import bench_pruning, bench_rss
 from pipeline.config import PipelineError
 
 DOC = """Speed figures, each a ratio measured side by side in one run on this machine:
-``python -m pipeline.bench [--quick] [--out FILE]``.
+``python -m pipeline.bench [--quick | --gpu] [--out FILE]``.
 
 - ``pipeline_vs_bare``: training images/s of pipeline.train's epochs (run_training: Lightning,
   MLflow, the data module) over a hand-written PyTorch loop on the same backbone, batch size,
