@@ -1,4 +1,5 @@
-"""Measure the pipeline's speed: ``python -m pipeline.bench [--quick] [--out FILE] [--only ...]``.
+"""Measure the pipeline's speed:
+``python -m pipeline.bench [--quick | --gpu] [--out FILE] [--only ...]``.
 
 Prints one JSON object of ratios measured side by side as its LAST line; each figure and its
 target: pipeline.benchmark.profiles.

@@ -16,13 +16,16 @@ from typing import Any
 from pipeline.benchmark.bare import bench_bare
 from pipeline.benchmark.caches import bench_decode, bench_features
 from pipeline.benchmark.cv import bench_cv
+from pipeline.benchmark.gpu import bench_gpu, require_gpu
 from pipeline.benchmark.loader import bench_loader
-from pipeline.benchmark.profiles import KEYS, PARTS, PROFILES, TARGETS, Profile, say
+from pipeline.benchmark.naive import bench_naive
+from pipeline.benchmark.profiles import GPU_PARTS, KEYS, PARTS, PROFILES, TARGETS, Profile, say
 from pipeline.benchmark.scale import bench_scale
 from pipeline.benchmark.studies import bench_pruning, bench_rss
+from pipeline.config import PipelineError
 
 DOC = """Speed figures, each a ratio measured side by side in one run on this machine:
-``python -m pipeline.bench [--quick] [--out FILE]``.
+``python -m pipeline.bench [--quick | --gpu] [--out FILE]``.
 
 - ``pipeline_vs_bare``: training images/s of pipeline.train's epochs (run_training: Lightning,
   MLflow, the data module) over a hand-written PyTorch loop on the same backbone, batch size,
@@ -49,18 +52,29 @@ DOC = """Speed figures, each a ratio measured side by side in one run on this ma
 - ``loader_img_per_s``: training images per second ChestXrayDataModule delivers through
   Lightning (augmentation=light at 224 px, batches of 32) to a model that does nothing.
 - ``loader_vs_synthetic``: that rate over the same module's fed random uint8 images in memory.
+- ``time_to_naive_best``: the share of a naive study's wall time (Optuna's Lightning example as
+  users write it: MLflowCallback, PIL decoding every epoch, no pruning, no caches) that our sweep
+  needs to reach the naive study's best value, over the same trials, space and PNG files.
 
-Medians of repeats where a figure is repeated. ``--quick`` (tiny sizes, models not logged) keeps
-the whole run under 10 minutes on a 2-core CPU; the full run uses native sizes. State lives in a
-temporary folder, removed afterwards. Progress goes to stdout; the LAST line is the JSON object,
-also written to ``--out``.
+``--gpu`` (one CUDA GPU, under 5 minutes; exits 2 where torch sees none) measures instead:
+``gpu_img_per_s`` (DenseNet121 at 224 px through the pipeline's training path, bf16 autocast and
+channels_last), ``pipeline_vs_bare`` against a bare loop on the GPU over the same images,
+``gpu_utilisation`` while the pipeline trains (pynvml or nvidia-smi, named in the details) and
+``loader_img_per_s`` / ``loader_vs_synthetic`` with the loader delivering to the GPU, over
+random uint8 batches already on it. Unexercised so far: written without a GPU to run it on.
+
+Medians of repeats where a figure is repeated. ``--quick`` (tiny sizes, models not logged) takes
+about 20-25 minutes on a 2-core CPU (``--only`` some parts for less); the full run uses native
+sizes. State lives in a temporary folder, removed afterwards. Progress goes to stdout, then each
+figure beside its target; the LAST line is the JSON object (``targets``, ``targets_met``), also
+written to ``--out``.
 """
 
 
 BENCHES: dict[str, Callable[[Path, Profile], dict[str, Any]]] = {
     "bare": bench_bare, "decode": bench_decode, "features": bench_features,
     "pruning": bench_pruning, "rss": bench_rss, "cv": bench_cv, "scale": bench_scale,
-    "loader": bench_loader,
+    "loader": bench_loader, "naive": bench_naive, "gpu": bench_gpu,
 }
 
 
@@ -75,11 +89,13 @@ def run_bench(profile: Profile, parts: Sequence[str] = PARTS,
     out: dict[str, Any] = {key: None for key in KEYS}
     out["startup_s"] = None
     details: dict[str, Any] = {}
+    not_met: set[str] = set()  # figures a part could not measure because the target was missed
     try:
         for part in parts:
             say(f"{part} ...")
             begin = time.perf_counter()
             figures = BENCHES[part](state, profile)
+            not_met.update(figures.pop("not_met", ()))
             details[part] = {**figures.pop("details", {}),
                              "seconds": round(time.perf_counter() - begin, 1)}
             out.update(figures)
@@ -89,7 +105,8 @@ def run_bench(profile: Profile, parts: Sequence[str] = PARTS,
     out["targets_met"] = {
         key: (out[key] >= bound if op == ">=" else out[key] <= bound)
         for key, (op, bound) in TARGETS.items() if out.get(key) is not None
-    }
+    } | {key: False for key in not_met}
+    out["targets"] = {key: f"{op} {bound:g}" for key, (op, bound) in TARGETS.items()}
     out["profile"] = profile.name
     out["threads"] = torch.get_num_threads()
     out["cpu_count"] = os.cpu_count()
@@ -109,19 +126,45 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+def print_table(result: dict[str, Any]) -> None:
+    """Each figure measured (or missed) beside its target, before the JSON line."""
+    rows = [key for key in KEYS if result.get(key) is not None or f"{key}_reason" in result]
+    say(f"{'figure':<26} {'value':>12}  {'target':<10} met")
+    for key in rows:
+        value = result.get(key)
+        shown = "-" if value is None else f"{value:.4g}"
+        target = result["targets"].get(key, "")
+        met = {True: "yes", False: "NO", None: "-"}[result["targets_met"].get(key)]
+        reason = f"  ({result[f'{key}_reason']})" if f"{key}_reason" in result else ""
+        say(f"{key:<26} {shown:>12}  {target:<10} {met}{reason}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=DOC,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, under 10 min on CPU")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 20-25 min on 2 cores")
     parser.add_argument("--out", type=Path, help="also write the JSON object here")
-    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS),
+    parser.add_argument("--only", nargs="+", choices=(*PARTS, "gpu"), default=list(PARTS),
                         help="measure only these figures")
     parser.add_argument("--threads", type=int,
                         help="torch threads (default: 1 with --quick, else torch's own)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="the GPU figures on one CUDA GPU, under 5 min (exit 2 without one)")
     parser.add_argument("--profile", choices=sorted(PROFILES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    profile = PROFILES[args.profile or ("quick" if args.quick else "full")]
+    if args.gpu and (args.quick or args.profile):
+        parser.error("--gpu has its own sizes: leave --quick and --profile out")
+    profile = PROFILES[args.profile or ("gpu" if args.gpu else "quick" if args.quick else "full")]
+    if args.gpu and args.only == list(PARTS):
+        args.only = list(GPU_PARTS)
     import torch
+
+    if "gpu" in args.only:
+        try:
+            say(f"GPU: {require_gpu()}")
+        except PipelineError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 2
 
     threads = args.threads or profile.threads
     if threads:
@@ -140,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr, flush=True)
         return 130
     result["import_s"] = round(import_s, 2)
+    print_table(result)
     text = json.dumps(result)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
