@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
 _TAG = re.compile(r"^\.(?P<target>.+?)\.(?P<host>[A-Za-z0-9_-]+)~(?P<pid>\d+)~(?P<start>\d*)"
                   r"\.[^.]+\.tmp$")
+_SIDE_FILES = ("-journal", "-wal", "-shm")  # SQLite's, beside a scratch database
 _UNTAGGED = re.compile(r"^\.(?P<target>.+)\.[^.]+\.tmp$")  # written before names carried a tag
 
 
@@ -79,11 +80,11 @@ def remove_stale(folder: Path, locked: tuple[str, ...] = ()) -> tuple[int, int]:
             stale = untagged is not None and untagged["target"] in locked
         if not stale:
             continue
-        path = folder / name
-        with contextlib.suppress(OSError):
-            size = path.stat().st_blocks * 512
-            path.unlink()
-            removed, freed = removed + 1, freed + size
+        for path in (folder / name, *(folder / f"{name}{end}" for end in _SIDE_FILES)):
+            with contextlib.suppress(OSError):
+                size = path.stat().st_blocks * 512
+                path.unlink()
+                removed, freed = removed + (path.name == name), freed + size
     if removed:
         log.warning("removed %d scratch file(s) (%.1f MB) that killed writers left in %s",
                     removed, freed / 1e6, folder)
