@@ -74,8 +74,9 @@ def _second_connection_reads(path: Path) -> bool:
 
 
 def hook_busy_timeout() -> None:
-    """Every new SQLAlchemy connection to SQLite waits up to BUSY_TIMEOUT_S for a lock (MLflow
-    opens its engine itself, with sqlite3's 5 s)."""
+    """Every new SQLAlchemy connection to SQLite waits up to BUSY_TIMEOUT_S for a lock. MLflow
+    opens its engine itself, with sqlite3's 5 s, which its table creation and migrations use (its
+    sessions then set 20 s, after which pipeline.tracking.retrying repeats the call)."""
     global _hooked
     if _hooked:
         return
