@@ -14,12 +14,17 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.common.scratch import writer_tag
+
 
 @contextlib.contextmanager
 def temp_beside(path: Path) -> Iterator[Path]:
-    """A unique temp path next to ``path``; removed unless it was moved into place."""
+    """A unique temp path next to ``path``; removed unless it was moved into place. Its name
+    carries its writer (see pipeline.common.scratch), so a writer killed mid-way leaves a file
+    the next run can tell is stale."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{writer_tag()}.", suffix=".tmp",
+                               dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -14,7 +14,8 @@ Layout under ``<state_dir>/cache/``:
 - ``splits/<key>.npy``: splits already computed (pipeline.data.split_cache).
 
 Every file is published with os.replace (see pipeline.common.atomic); the sidecar is written before
-its array, and an array counts as present only when both exist.
+its array, and an array counts as present only when both exist. Scratch files that killed writers
+left are removed before a build allocates its own (pipeline.common.scratch).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from pipeline.common.atomic import (
     temp_beside,
 )
 from pipeline.common.faults import fault_point
+from pipeline.common.files import read_regular_text
+from pipeline.common.scratch import remove_stale
 from pipeline.data.decode_pool import DECODED, KNOWN, Job, run_jobs
 from pipeline.data.hashing import HashIndex, digest_strings, index_file_for
 from pipeline.data.images import PREPROCESS_VERSION
@@ -70,6 +73,7 @@ def decode_files(paths: list[Path], root: Path, image_size: int, state_dir: Path
     contents decoded nowhere yet decoded, by ``workers`` processes (see decode_pool).
     """
     cdir = cache_dir(state_dir)
+    remove_stale(cdir / "hashes")
     index = HashIndex(index_file_for(cdir, root))
     hashes: dict[int, str] = {}
     for i, path in enumerate(paths):
@@ -135,7 +139,7 @@ def _reusable(folder: Path) -> tuple[dict[str, tuple[Path, int]], dict[str, str]
     for sidecar in folder.glob("*.json"):
         array_path = sidecar.with_suffix(".npy")
         try:
-            side = json.loads(sidecar.read_text())
+            side = json.loads(read_regular_text(sidecar))
         except (OSError, ValueError):
             continue
         if not array_path.is_file():
@@ -154,6 +158,7 @@ def _build(
     folder: Path,
     workers: int,
 ) -> Decoded:
+    remove_stale(folder)  # scratch arrays of killed builds: freed before allocating another
     reuse, known_bad = _reusable(folder)
     sources: dict[Path, np.ndarray] = {}
     for source in {reuse[h][0] for h in hashes.values() if h in reuse}:
@@ -241,6 +246,7 @@ def cached_arrays(
             return np.load(array_path, mmap_mode="r"), array_path, extra
         except (OSError, ValueError):
             pass  # unreadable entry: rebuilt below
+    remove_stale(folder)
     arrays = build()
     images = np.ascontiguousarray(arrays.pop("images"), dtype=np.uint8)
     atomic_write_npz(meta_path, **arrays)

@@ -30,6 +30,7 @@ import numpy as np
 
 from pipeline.common.atomic import atomic_write_text
 from pipeline.common.errors import DataError
+from pipeline.common.files import read_regular_text
 from pipeline.data.dhash import (  # noqa: F401 -- difference_hashes, distances: part of the API
     HASH_BITS,
     MAX_BITS,
@@ -184,7 +185,7 @@ def find_in(rows_images: np.ndarray, images_path: Path | None, content: Sequence
         saved = images_path.with_name(f"{images_path.stem}.groups{GROUPS_VERSION}-{key}.json")
         try:
             return [DuplicateGroup(tuple(rows), bool(exact), int(bits))
-                    for rows, exact, bits in json.loads(saved.read_text())]
+                    for rows, exact, bits in json.loads(read_regular_text(saved))]
         except (OSError, ValueError, TypeError):
             pass  # absent or torn: found (and written) again
     hashes = cached_hashes(rows_images, images_path) if max_bits is not None else None

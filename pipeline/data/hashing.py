@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.common.atomic import atomic_write_text
+from pipeline.common.files import read_regular_text
 
 # An index entry written less than this long after the file's mtime could miss a same-size rewrite
 # in the same timestamp tick (git's "racy clean" problem): such files are hashed again next time.
@@ -41,7 +42,7 @@ class HashIndex:
         self.dirty = False
         self.reads = 0  # files read and hashed by this object (a test hook, and a log figure)
         try:
-            self.entries = json.loads(index_file.read_text())
+            self.entries = json.loads(read_regular_text(index_file))
         except (OSError, ValueError):
             self.entries = {}
 

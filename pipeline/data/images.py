@@ -11,13 +11,13 @@ import errno
 import io
 import os
 import re
-import stat
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.common.errors import DataError
+from pipeline.common.files import kind_of
 
 # Bump when the pixels decode_image produces change: every cache entry is keyed on it.
 PREPROCESS_VERSION = 1
@@ -150,12 +150,17 @@ def read_file(path: Path) -> tuple[bytes, os.stat_result]:
         raise UnreadableImage(str(path), reason) from exc
 
 
-_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISDIR, "a folder"))
+# The end of the reason given for a FIFO, device or socket: such a file is always skipped (it is
+# no image at all), even under dataset.on_bad_image=error.
+NOT_OPENED = "not an image file: not opened"
+
+
+def not_opened(reason: str) -> bool:
+    """Whether a skip reason is a non-regular file's (see NOT_OPENED)."""
+    return reason.endswith(NOT_OPENED)
 
 
 def _require_regular(path: Path, st: os.stat_result) -> None:
-    if not stat.S_ISREG(st.st_mode):
-        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
-        raise UnreadableImage(str(path), f"{kind}, not an image file: not opened")
+    kind = kind_of(st.st_mode)
+    if kind is not None:
+        raise UnreadableImage(str(path), f"{kind}, {NOT_OPENED}")

@@ -14,10 +14,11 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from pipeline.common.errors import ConfigError, DataError
+from pipeline.common.files import not_regular
 from pipeline.data import decode_cache
 from pipeline.data.decode_pool import decode_workers
 from pipeline.data.hashing import HashIndex, digest_bytes, digest_strings, index_file_for
-from pipeline.data.images import PREPROCESS_VERSION, read_bytes, to_square_gray
+from pipeline.data.images import PREPROCESS_VERSION, not_opened, read_bytes, to_square_gray
 from pipeline.data.layouts import SCANNERS, dataset_root, normalise_class, printable, some
 
 _SHOW_BAD = 3  # paths named in the skip warning
@@ -85,8 +86,10 @@ def from_files(ds: DictConfig, state_dir: Path) -> Rows:
 def _report_bad(skipped: list[tuple[str, str]], policy: str, root: Path, total: int) -> None:
     if not skipped:
         return
-    if policy == "error" or len(skipped) == total:
-        path, reason = skipped[0]
+    # A FIFO, device or socket is no image at all: skipped (and counted) under either policy.
+    bad = [item for item in skipped if not not_opened(item[1])]
+    if (policy == "error" and bad) or len(skipped) == total:
+        path, reason = (bad or skipped)[0]
         more = f" ({len(skipped)} of {total} files are unreadable)" if len(skipped) > 1 else ""
         fix = (
             "; set dataset.on_bad_image=skip to leave unreadable files out"
@@ -156,6 +159,9 @@ def from_medmnist(ds: DictConfig, state_dir: Path) -> Rows:
     flag, size = str(ds.flag), int(ds.size)  # a MedMNIST size: the schema
     root = dataset_root(ds)
     npz = root / medmnist_file(flag, size)
+    kind = not_regular(npz)
+    if kind is not None:  # never read, nor downloaded into: a FIFO would block either way
+        raise DataError(f"{npz} is {kind}, not a regular file: replace it with the .npz file")
     if not npz.is_file():
         _download_medmnist(flag, size, root, npz)
     index = HashIndex(index_file_for(decode_cache.cache_dir(state_dir), root))

@@ -1,5 +1,6 @@
 """An Optuna RDB storage that rides out a database server restart: a call that finds its
-connection cut (or the server not yet back) is retried for up to ``WAIT_S`` seconds. Optuna's
+connection cut (or the server not yet back), or a SQLite file locked by another worker ("database
+is locked": nothing of the call was committed), is retried for up to ``WAIT_S`` seconds. Optuna's
 RDBStorage has no retries of its own, and SQLAlchemy's pool_pre_ping only replaces connections
 that died while idle, not one cut mid-statement."""
 
@@ -11,8 +12,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from optuna.exceptions import StorageInternalError
 from optuna.storages import RDBStorage
 from sqlalchemy.exc import DBAPIError
+
+from pipeline.common.sqlite import locked
 
 log = logging.getLogger(__name__)
 WAIT_S = 120.0
@@ -37,12 +41,15 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
         while True:
             try:
                 return method(self, *args, **kwargs)
-            except DBAPIError as exc:
-                if not lost_connection(exc) or time.monotonic() > deadline:
+            except (DBAPIError, StorageInternalError) as exc:
+                lost = lost_connection(exc)
+                if not (lost or locked(exc)) or time.monotonic() > deadline:
                     raise
-                log.warning("the study storage was unreachable (%s): retrying %s",
+                log.warning("the study storage was %s (%s): retrying %s",
+                            "unreachable" if lost else "locked by another worker",
                             str(exc).splitlines()[0][:120], method.__name__)
-                self.engine.dispose()  # every pooled connection may be dead: open new ones
+                if lost:
+                    self.engine.dispose()  # every pooled connection may be dead: open new ones
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

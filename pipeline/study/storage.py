@@ -15,6 +15,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from pipeline.common.atomic import file_lock
 from pipeline.common.errors import ConfigError
+from pipeline.common.sqlite import BUSY_TIMEOUT_S, prepare
 from pipeline.common.urls import public_url
 from pipeline.config import state_dir
 from pipeline.study.reconnect import ReconnectingRDBStorage
@@ -35,14 +36,14 @@ def make_storage(cfg: DictConfig) -> RDBStorage:
     url = storage_url(cfg)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
-        # Several local workers share the file: wait for a lock instead of failing at once.
-        engine_kwargs["connect_args"] = {"timeout": 120}
+        # Several local workers share the file: WAL, and wait for a lock instead of failing.
+        engine_kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
     else:
         engine_kwargs["pool_pre_ping"] = True
     for attempt in range(4):
         try:
-            kind = RDBStorage if url.startswith("sqlite") else ReconnectingRDBStorage
-            return kind(
+            prepare(url)
+            return ReconnectingRDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=int(cfg.sweep.heartbeat_interval),

@@ -9,10 +9,12 @@ selection all land in the same store with the same conventions (``tracking.schem
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -23,7 +25,8 @@ from omegaconf import DictConfig
 
 from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.config import PROJECT_ROOT, state_dir
-from pipeline.tracking import record, runs, search
+from pipeline.tracking import fresh_store, record, runs, search
+from pipeline.tracking.retrying import RetryingClient
 from pipeline.tracking.schema import Role, State, Tag
 
 T = TypeVar("T")
@@ -168,14 +171,35 @@ def artifact_root(cfg: DictConfig) -> str | None:
 
 
 def client(cfg: DictConfig):  # -> MlflowClient (import kept lazy: mlflow is slow to import)
-    """A client bound to the configured store (also made the process default for mlflow.*)."""
+    """A client bound to the configured store (also made the process default for mlflow.*).
+    A new SQLite store is created whole before any client opens it (tracking.fresh_store), and
+    its calls are retried on "database is locked" (tracking.retrying)."""
     for key, value in HTTP_RETRIES.items():
         os.environ.setdefault(key, value)
     from mlflow import MlflowClient
 
     uri = tracking_uri(cfg)
-    use_for_fluent(uri)
-    return MlflowClient(tracking_uri=uri)
+    if not fresh_store.is_sqlite(uri):
+        use_for_fluent(uri)
+        return MlflowClient(tracking_uri=uri)
+    deadline, attempt = time.monotonic() + fresh_store.WAIT_S, 0
+    while True:
+        attempt += 1
+        try:
+            fresh_store.ready(uri)
+            use_for_fluent(uri)
+            return RetryingClient(MlflowClient(tracking_uri=uri))
+        except Exception as exc:
+            if not fresh_store.lost_race(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise PipelineError(
+                    f"the MLflow store {uri} could not be opened after {attempt} tries over "
+                    f"{fresh_store.WAIT_S:.0f} s ({str(exc).splitlines()[0][:200]}): another "
+                    "client left it half created; if it holds no runs yet, delete that file "
+                    "and run again"
+                ) from exc
+            time.sleep(0.5 + random.random())  # the other client's creation is finishing
 
 
 def use_for_fluent(uri: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -247,3 +248,34 @@ def test_a_writer_killed_mid_entry_leaves_nothing_that_is_read(tiny_overrides, s
     again = FeatureStore(root, net, bundle)
     torch.testing.assert_close(torch.from_numpy(np.array(again.features("train"))), expected)
     assert again.computed
+
+
+KILLED_AT_FAULT = CHILD + textwrap.dedent("""
+    (root,) = args
+    features.FeatureStore(root, net, bundle, batch_size=8).features("train")
+""")
+
+
+@pytest.mark.slow
+def test_three_killed_writers_then_one_clean_run_leave_one_entry(tiny_overrides, state_dir):
+    overrides = tiny_overrides("backbone.freeze_depth=3")
+    cfg = compose(overrides)
+    bundle = load_data(cfg)
+    root = state_dir / "features"
+    env = {**os.environ, "PIPELINE_FAULT": "features"}  # SIGKILL after the first batch's rows
+    for _ in range(3):
+        killed = subprocess.run(
+            [sys.executable, "-c", KILLED_AT_FAULT, json.dumps([overrides, str(root)])],
+            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    # Each writer, under the entry's lock, removed the file the one before it left: one is there.
+    assert len(list(root.rglob("*.npy.*.tmp"))) == 1
+
+    store = FeatureStore(root, _net(cfg, len(bundle.classes)), bundle, batch_size=8)
+    store.features("train")
+    assert store.computed and not list(root.rglob("*.tmp"))
+    (entry,) = root.rglob("*.npy")
+    kept = {p for p in root.rglob("*") if p.is_file() and p.stat().st_size}
+    assert kept == {entry, entry.with_suffix(".json")}  # and the entry's empty lock file
+    used = sum(p.stat().st_blocks * 512 for p in root.rglob("*") if p.is_file())
+    assert used == sum(p.stat().st_blocks * 512 for p in kept)

@@ -10,11 +10,16 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from pipeline.common.errors import DataError
+from pipeline.common.files import not_regular
 from pipeline.data.layouts.common import RepeatedRowWarning, some
 
 
 def read_csv(path: Path, required: list[str], what: str, layout: str) -> pd.DataFrame:
     """A CSV as strings (empty cells as ''), with a one-line error for a missing column."""
+    kind = not_regular(path)
+    if kind is not None:  # a FIFO would block the CSV reader forever: never opened
+        raise DataError(f"{what} {path} is {kind}, not a regular file ({layout}): point {what} "
+                        f"at the CSV file itself")
     if not path.is_file():
         raise DataError(f"{what} {path} does not exist ({layout}): check dataset.root and {what}")
     try:

@@ -44,6 +44,7 @@ from torch import Tensor
 
 from pipeline.common.atomic import atomic_write_text, file_lock, open_allocated, temp_beside
 from pipeline.common.faults import fault_point
+from pipeline.common.scratch import remove_stale
 from pipeline.data.bundle import DataBundle
 from pipeline.models import ChestXrayNet
 
@@ -169,6 +170,9 @@ class FeatureStore:
             with lock:
                 array = _read(path, key.rows)  # another process may have computed it meanwhile
                 if array is None:
+                    # Killed writers' scratch files: under the lock, any of this entry's is stale.
+                    names = (path.name, path.with_suffix(".json").name) if self.lock else ()
+                    remove_stale(path.parent, names)
                     array = self._compute(key, path, autocast)
         self._open[memo] = array
         return array
