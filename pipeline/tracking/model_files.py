@@ -99,9 +99,11 @@ def checked_config(config: Mapping[str, Any], uri: str) -> DictConfig:
     if not target.startswith(HEADS) or "." in target.removeprefix(HEADS):
         raise PipelineError(f"the model at {uri} names head._target_={target!r}: only "
                             f"{HEADS}* may be built from a logged model")
-    for key in ("backbone", "loss"):
-        if "_target_" in str(OmegaConf.to_container(cfg[key])):
-            raise PipelineError(f"the model at {uri} has a _target_ under {key}: refused")
+    for key in NET_KEYS:
+        found = _targets(OmegaConf.to_container(cfg[key]))
+        if found - ({target} if key == "head" else set()):
+            raise PipelineError(f"the model at {uri} has a _target_ inside {key} (refused: a "
+                                "logged model builds only the project's own heads)")
     cfg.backbone.pretrained = False
     cfg.backbone.weights_path = None
     if "weights" in cfg.backbone:
@@ -110,11 +112,25 @@ def checked_config(config: Mapping[str, Any], uri: str) -> DictConfig:
     return cfg
 
 
+def _targets(node: Any) -> set[str]:
+    """Every ``_target_`` value at any depth below ``node``, the top level's included."""
+    if isinstance(node, Mapping):
+        own = {str(node["_target_"])} if "_target_" in node else set()
+        return own.union(*(_targets(v) for k, v in node.items() if k != "_target_"))
+    if isinstance(node, list):
+        return set().union(*(_targets(v) for v in node))
+    return set()
+
+
 def load_networks(folder: Path, entry: Mapping[str, Any], num_classes: int, uri: str
                   ) -> list[ChestXrayNet]:
     """The networks of one manifest entry (``config``, ``weights``, ``sha256``, ``folds``),
     rebuilt and given their weights (a tensor file: nothing is unpickled)."""
-    path = folder / str(entry["weights"])
+    name = str(entry["weights"])
+    if Path(name).name != name or name.startswith("."):
+        raise PipelineError(f"the model at {uri} names weights file {name!r}: only a file "
+                            "beside its manifest is read")
+    path = folder / name
     if not path.is_file() or sha256(path) != entry.get("sha256"):
         raise PipelineError(f"the model at {uri} is incomplete: {entry['weights']} is missing or "
                             "differs from what its manifest recorded; train the run again")

@@ -4,6 +4,7 @@ refused before anything in it runs, unless the user opts in."""
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from types import SimpleNamespace
@@ -98,6 +99,29 @@ def test_weights_without_their_manifest_never_load(setup, tmp_path):
         store.log_artifacts(run.id, half / MODEL_PATH, MODEL_PATH)
     with pytest.raises(PipelineError, match="incomplete: it has no manifest.json"):
         load_model(f"runs:/{run.id}/{MODEL_PATH}", store.uri)
+
+
+@pytest.mark.parametrize("where", ["head", "nested"])
+def test_a_manifest_that_names_a_callable_outside_the_heads_is_refused(setup, tmp_path, where):
+    cfg, store = setup
+    run_id = logged(cfg, store, nets(cfg, 1))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run_id}/{MODEL_PATH}",
+                                        dst_path=str(copy), tracking_uri=store.uri)
+    manifest = json.loads((copy / MODEL_PATH / MANIFEST).read_text())
+    touched = tmp_path / "touched"
+    head = manifest["members"][0]["config"]["head"]
+    if where == "head":
+        head.update({"_target_": "os.system", "command": f"touch {touched}"})
+    else:
+        head["dropout"] = {"_target_": "os.system", "command": f"touch {touched}"}
+    (copy / MODEL_PATH / MANIFEST).write_text(json.dumps(manifest))
+    with store.open_run(Role.TRIAL, name="crafted") as run:
+        store.log_artifacts(run.id, copy / MODEL_PATH, MODEL_PATH)
+    with pytest.raises(PipelineError, match="_target_") as refused:
+        load_model(f"runs:/{run.id}/{MODEL_PATH}", store.uri)
+    assert "head" in str(refused.value) and not touched.exists()
 
 
 class Touch:
