@@ -14,6 +14,7 @@ import sys
 from pipeline.common.cli import print_json_line, run
 from pipeline.config import compose
 from pipeline.runs.context import open_context
+from pipeline.runs.transfer import with_transfer
 from pipeline.study.loop import SweepFailed, run_study
 from pipeline.study.plan import plan_study
 from pipeline.study.storage import setup_lock
@@ -21,7 +22,7 @@ from pipeline.training.signals import Interrupted, graceful_interrupts
 
 
 def main(argv: list[str]) -> int:
-    cfg = compose(argv)
+    cfg, argv = with_transfer(compose(argv), argv)  # backbone.weights=run:... named and fetched
     plan = plan_study(cfg, argv)  # a bad space or sweep.* setting stops here, before any work
     with graceful_interrupts():
         try:

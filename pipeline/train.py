@@ -13,13 +13,14 @@ from pipeline.common.cli import print_json_line, run
 from pipeline.config import compose
 from pipeline.runs.context import open_context
 from pipeline.runs.training_run import run_training
+from pipeline.runs.transfer import with_transfer
 from pipeline.tracking.schema import State
 from pipeline.training.checks import refuse_bad_settings
 from pipeline.training.signals import graceful_interrupts
 
 
 def main(argv: list[str]) -> int:
-    cfg = compose(argv)
+    cfg, argv = with_transfer(compose(argv), argv)  # backbone.weights=run:... named and fetched
     refuse_bad_settings(cfg)
     with graceful_interrupts():
         ctx = open_context(cfg)  # the store and the data, before any run is opened

@@ -3,7 +3,8 @@
 log line reaches such a moment only by luck). Nothing happens unless the variable names the point.
 
 Points: ``decode`` (building the decode cache), ``features`` (building a feature-cache entry),
-``epoch`` (mid-epoch), ``log_model`` (logging a run's artifacts and model), ``select_test``
+``epoch`` (mid-epoch), ``log_model`` (mid-upload of a run's model: its weights are in the store,
+its manifest not yet), ``select_test``
 (select_best's test evaluation), ``register`` (select_best's registration).
 """
 

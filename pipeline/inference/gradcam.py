@@ -1,8 +1,7 @@
 """Grad-CAM (Selvaraju et al. 2017) on the last backbone stage: where the network looked.
 
-Paper 003 shows the infected regions this way. The network is rebuilt from the run's logged
-config and given the logged model's weights (the exported program cannot be differentiated
-part-wise); the class explained is the predicted one.
+Paper 003 shows the infected regions this way. The network explained is the logged model's own,
+rebuilt from its manifest with its weights; the class explained is the predicted one.
 """
 
 from __future__ import annotations
@@ -25,7 +24,16 @@ COLORMAP = "jet"
 
 
 def rebuild_net(run_cfg: DictConfig, model: LoadedModel) -> ChestXrayNet:
-    """The run's network with the logged model's weights (no download: weights come from MLflow)."""
+    """The run's network with the logged model's weights (no download: weights come from MLflow):
+    the loaded model's own first network (a cross-validated run's first fold); an older pickled
+    model's weights given to the network the run's config builds."""
+    groups = getattr(model.module, "groups", None)
+    if groups is not None:
+        if len(groups) > 1:
+            raise PipelineError(
+                f"the model at {model.uri} is an ensemble of several runs' models: Grad-CAM "
+                "explains one network (pass --model <one member's run id>)")
+        return groups[0][0].eval()
     cfg = OmegaConf.create(OmegaConf.to_container(run_cfg, resolve=True))
     cfg.backbone.pretrained = False
     cfg.backbone.weights_path = None

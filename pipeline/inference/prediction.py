@@ -23,7 +23,7 @@ from pipeline.common.errors import PipelineError
 from pipeline.data.images import UnreadableImage, decode_image
 from pipeline.evidence.calibration import Calibration
 from pipeline.evidence.metrics import predicted
-from pipeline.tracking.models import LoadedModel, load_model, model_uri
+from pipeline.tracking.models import LoadedModel, allow_pickle, load_model, model_uri
 from pipeline.tracking.registry import CHAMPION, champion_uri, champion_version
 from pipeline.tracking.schema import VersionTag
 from pipeline.tracking.store import Store
@@ -99,10 +99,10 @@ def resolve_model(store: Store, cfg: DictConfig, spec: str) -> Served:
         name = str(cfg.select.model_name)
         version = champion_version(store, name)
         calibration, note = champion_calibration(dict(version.tags))
-        return Served(load_model(champion_uri(name), store.uri), str(version.run_id),
-                      calibration, note)
+        return Served(load_model(champion_uri(name), store.uri, allow_pickle(cfg)),
+                      str(version.run_id), calibration, note)
     run = store.get_run(spec)
-    return Served(load_model(model_uri(run), store.uri), run.info.run_id)
+    return Served(load_model(model_uri(run), store.uri, allow_pickle(cfg)), run.info.run_id)
 
 
 @dataclass

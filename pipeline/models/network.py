@@ -7,12 +7,14 @@ layer's uint8 grayscale images as they are and needs nothing else to predict.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from pipeline.common.errors import ConfigError
+from pipeline.config import state_dir
 from pipeline.models.backbones import (
     StagedBackbone,
     check_input_size,
@@ -22,6 +24,7 @@ from pipeline.models.backbones import (
 from pipeline.models.catalog import normalisation
 from pipeline.models.fused import fused_from_timm
 from pipeline.models.heads import Projection, build_head
+from pipeline.models.transfer import load_transfer, transfer_file, transfer_run
 from pipeline.models.weights import (
     component_names,
     create_timm_model,
@@ -114,11 +117,14 @@ class ContrastiveChestXrayNet(ChestXrayNet):
         return self.projector(feature_map)
 
 
-def build_backbone(cfg: DictConfig) -> tuple[StagedBackbone, list[float], list[float]]:
+def build_backbone(cfg: DictConfig, state: Path | None = None
+                   ) -> tuple[StagedBackbone, list[float], list[float]]:
     """The configured backbone (``cfg`` is the ``backbone`` node), weights loaded and frozen,
-    with the input mean and std its (first) timm network expects."""
+    with the input mean and std its (first) timm network expects (``state``: the state
+    directory, where a run's backbone for ``backbone.weights=run:<id>`` is kept)."""
     from_file = bool(cfg.get("weights_path"))
-    pretrained = bool(cfg.get("pretrained")) and not from_file
+    run_id = transfer_run(cfg)
+    pretrained = bool(cfg.get("pretrained")) and not from_file and run_id is None
     names = component_names(cfg)
     models = [create_timm_model(cfg, name, pretrained) for name in names]
     mean, std = normalisation(models[0])
@@ -129,6 +135,10 @@ def build_backbone(cfg: DictConfig) -> tuple[StagedBackbone, list[float], list[f
     if from_file:
         prefixes = [f"{n}." for n in names] if cfg.get("components") else [""]
         load_weights_file(backbone, dict(zip(prefixes, models, strict=True)), cfg)
+    if run_id is not None:
+        if state is None:
+            raise ConfigError(f"backbone.weights=run:{run_id} needs the state directory")
+        load_transfer(backbone, transfer_file(state, run_id), cfg, run_id)
     backbone.freeze(int(cfg.freeze_depth))
     return backbone, mean, std
 
@@ -139,7 +149,8 @@ def build_model(cfg: DictConfig, num_classes: int) -> ChestXrayNet:
         raise ConfigError(f"a classifier needs at least 2 classes, got num_classes={num_classes}")
     image_size = int(cfg.dataset.image_size)
     check_input_size(cfg.backbone, image_size)
-    backbone, mean, std = build_backbone(cfg.backbone)
+    state = state_dir(cfg) if transfer_run(cfg.backbone) else None
+    backbone, mean, std = build_backbone(cfg.backbone, state)
     head = build_head(
         cfg.head, backbone.out_channels, feature_size(backbone, image_size), num_classes
     )

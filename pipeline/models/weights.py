@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from pipeline.common.errors import PipelineError
 from pipeline.config import one_line
+from pipeline.models.transfer import transfer_spec
 
 
 def component_names(cfg: DictConfig) -> list[str]:
@@ -38,11 +39,15 @@ def pretrained_tag(timm_name: str) -> str:
 
 
 def describe_weights(cfg: DictConfig) -> str:
-    """What the backbone starts from, as logged: random, imagenet:<tag>, file:<path>:sha256=<hex>.
+    """What the backbone starts from, as logged: random, imagenet:<tag>, file:<path>:sha256=<hex>,
+    run:<run id> (the backbone of a logged run).
 
     Accepts the whole config or its ``backbone`` node. ``weights_path`` wins over ``pretrained``.
     """
     cfg = cfg.backbone if "backbone" in cfg else cfg
+    spec = transfer_spec(cfg)
+    if spec is not None:
+        return spec  # run:<id>, the network of a logged run
     if cfg.get("weights_path"):
         path = Path(cfg.weights_path).expanduser()
         if not path.is_file():

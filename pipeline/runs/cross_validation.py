@@ -91,5 +91,5 @@ def run_folds(
         write_outputs(Path(tmp), bundle, oof, history, None)
         store.log_artifacts(run_id, tmp)
     if cfg.tracking.get("log_model", True):
-        log_model(nets, bundle, run_id, store.uri)
+        log_model(nets, cfg, bundle, run_id, store)
     return means, epochs

@@ -13,7 +13,6 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from pipeline.common.faults import fault_point
 from pipeline.config import to_yaml
 from pipeline.data.bundle import DataBundle
 from pipeline.models import ChestXrayNet
@@ -112,7 +111,6 @@ def record_fit(cfg: DictConfig, bundle: DataBundle, store: Store, run_id: str,
     with tempfile.TemporaryDirectory(prefix=f"run-{run_id}-") as tmp:
         write_outputs(Path(tmp), bundle, val, fitted.history, fitted.predictions.get("test"))
         store.log_artifacts(run_id, tmp)
-    fault_point("log_model")
     if cfg.tracking.get("log_model", True):
-        log_model([fitted.net], bundle, run_id, store.uri)
+        log_model([fitted.net], cfg, bundle, run_id, store)
     return fitted.metrics

@@ -27,6 +27,7 @@ from pipeline.runs.cross_validation import AfterFold, FoldCallbacks, run_folds
 from pipeline.runs.recording import RunObserver, log_setup, record_fit, training_tags
 from pipeline.tracking.runs import close_dead_runs, failure_text, store_full
 from pipeline.tracking.schema import RUN_STATUS, Role, State
+from pipeline.tracking.transfer import fetch_backbone
 from pipeline.training.fit import fit
 from pipeline.training.memory import free_memory
 
@@ -80,6 +81,7 @@ def run_training(
     """
     store = ctx.store
     bundle = ctx.data(cfg)
+    fetch_backbone(store, cfg)  # backbone.weights=run:<id>: its backbone, before any run opens
     if role in (Role.TRAIN, Role.RERUN):
         close_dead_runs(store)
     result = None

@@ -123,7 +123,7 @@ def select_champion(ctx: Context, cfg: DictConfig, overrides: Sequence[str] = ()
     # version the first made for the same run and points the alias at it again.
     with file_lock(ctx.state_dir / ".registry.lock"):
         model_run = winner.candidate.run
-        if model_run is None:  # the ensemble won on validation: its members as one pyfunc model
+        if model_run is None:  # the ensemble won on validation: its members as one model
             model_run = register_run(store, comp, winner.candidate, winner.evaluation)
             tags[VersionTag.RUN_ID] = model_run.info.run_id
             tags[VersionTag.MEMBERS] = winner.candidate.run_id

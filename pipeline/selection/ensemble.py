@@ -2,7 +2,7 @@
 backbone, chosen on validation, as one more row of the comparison. It competes on its validation
 score like any backbone, defined as a backbone's is (the mean over folds of each fold's
 validation metric; one fold without cross-validation), and when it wins it is registered as the
-champion: a pyfunc model that wraps its members, served by ``pipeline.predict`` like any
+champion: its members' weights and a manifest (no pickle), served by ``pipeline.predict`` like any
 champion."""
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def insert_ranked(ranked: list[Candidate], cand: Candidate, direction: str) -> l
 
 
 def register_run(store: Store, comp: Competition, cand: Candidate, ev: Evaluation) -> Any:
-    """A run (``role=ensemble``) holding the ensemble's pyfunc model; the run, read back."""
+    """A run (``role=ensemble``) holding the ensemble's model; the run, read back."""
     with store.open_run(Role.ENSEMBLE, name=cand.backbone, backbone=cand.backbone,
                         dataset=comp.dataset, data_fingerprint=comp.fingerprint,
                         members=cand.run_id) as run:
@@ -89,5 +89,5 @@ def register_run(store: Store, comp: Competition, cand: Candidate, ev: Evaluatio
         positive = ev.classes[ev.positive_index] if ev.positive_index is not None else None
         log_ensemble(run.id, [model_uri(m) for m in cand.members], ev.classes,
                      int(ev.pixels.shape[-1]) if ev.pixels is not None else 224, positive,
-                     store.uri)
+                     store)
     return store.get_run(run.id)

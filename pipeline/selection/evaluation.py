@@ -21,7 +21,7 @@ from pipeline.data.bundle import DataBundle
 from pipeline.runs.development import run_data
 from pipeline.runs.recording import VAL_PREDICTIONS
 from pipeline.tracking.logged import as_logged, read_logged
-from pipeline.tracking.models import LoadedModel, load_model, model_uri
+from pipeline.tracking.models import LoadedModel, allow_pickle, load_model, model_uri
 from pipeline.tracking.store import MissingArtifact, Store
 
 
@@ -125,7 +125,7 @@ def evaluate_run(store: Store, run: Any, cfg: DictConfig,
     logged = read_logged(store, run)
     with as_logged(logged.run_id):
         bundle = run_data(logged, cfg, overrides)
-        model = load_model(model_uri(logged.run), store.uri)
+        model = load_model(model_uri(logged.run), store.uri, allow_pickle(cfg))
         evaluation = with_validation(evaluate_model(model, bundle, logged.run_id),
                                      validation_predictions(store, logged.run_id, bundle))
         evaluation.on_duplicate = str(logged.config.dataset.get("on_duplicate", "group"))

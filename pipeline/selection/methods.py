@@ -21,7 +21,10 @@ def weights_text(facts: Facts) -> str:
     for kind, backbones in facts.weights.items():
         what = ("random weights (no pretraining)" if kind == "random" else
                 f"ImageNet weights ({kind.removeprefix('imagenet:')})" if kind.startswith(
-                    "imagenet:") else f"the weights file {kind.removeprefix('file:')}")
+                    "imagenet:") else
+                f"the backbone of this pipeline's run {kind.removeprefix('run:')} (its head "
+                "not taken)" if kind.startswith("run:") else
+                f"the weights file {kind.removeprefix('file:')}")
         parts.append(f"{what} for {', '.join(backbones)}")
     return "; ".join(parts) or "not logged by the competing runs"
 

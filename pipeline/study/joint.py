@@ -26,7 +26,7 @@ def prepare_space(space: SearchSpace, cfg: DictConfig, trial_cfg: DictConfig,
                               f"{options}")
         space = space.with_backbones(names)
     if space.backbones and trial_cfg.backbone.pretrained and not trial_cfg.backbone.get(
-            "weights_path"):
+            "weights_path") and not trial_cfg.backbone.get("weights"):
         space = _with_weights_only(space, say)
     return fit_space_to_weights(space, trial_cfg, say)
 

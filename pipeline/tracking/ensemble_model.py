@@ -1,75 +1,45 @@
-"""An ensemble as one MLflow model: a pyfunc that loads its member models (logged PyTorch models,
-copied in as artifacts) and predicts the mean of their class probabilities. Loaded like any
-logged model (``load_model``), so ``pipeline.predict`` serves an ensemble champion as it is."""
+"""An ensemble as one model: its members' weights copied in, and a manifest naming each member
+run and the config that rebuilds its networks; served as the mean of the members' probabilities.
+Loaded like any logged model (``load_model``), so ``pipeline.predict`` serves an ensemble champion
+as it is. Nothing in it is a pickle."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
-import numpy as np
-import torch
+from pipeline.common.errors import PipelineError
+from pipeline.tracking.model_files import MANIFEST, pickled_files, read_manifest, refuse_pickle
+from pipeline.tracking.models import download, upload
 
-
-class MeanOfMembers(mlflow.pyfunc.PythonModel):
-    """float images (B, 1, S, S) in [0, 255] -> the members' mean probabilities (B, classes)."""
-
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.members = [mlflow.pytorch.load_model(context.artifacts[k], map_location="cpu")
-                        for k in sorted(context.artifacts)]
-
-    def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: np.ndarray,
-                params: dict | None = None) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
-        with torch.no_grad():
-            return torch.stack([m(x).float() for m in self.members]).mean(dim=0).numpy()
+if TYPE_CHECKING:
+    from pipeline.tracking.store import Store
 
 
 def log_ensemble(run_id: str, member_uris: Sequence[str], classes: Sequence[str],
-                 image_size: int, positive_class: str | None, tracking_uri: str) -> None:
-    """The ensemble of ``member_uris`` as the run's model (``name="model"``), in the store at
-    ``tracking_uri``."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
-
-    from pipeline.tracking.store import use_for_fluent
-
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, image_size, image_size))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(classes)))]),
-    )
+                 image_size: int, positive_class: str | None, store: Store) -> None:
+    """The ensemble of ``member_uris`` as the run's model, in ``store``."""
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts = {}
+        members = []
         for i, uri in enumerate(member_uris):
-            dest = Path(tmp) / f"member{i:02d}"
-            dest.mkdir()
-            artifacts[f"member{i:02d}"] = mlflow.artifacts.download_artifacts(
-                artifact_uri=uri, dst_path=str(dest), tracking_uri=tracking_uri,
-                registry_uri=tracking_uri)
-        metadata = {"classes": list(classes), "image_size": int(image_size),
-                    "positive_class": positive_class, "members": list(member_uris),
-                    "folds": 1}
-        use_for_fluent(tracking_uri)
-        with mlflow.start_run(run_id=run_id, nested=True):
-            mlflow.pyfunc.log_model(
-                name="model", python_model=MeanOfMembers(), artifacts=artifacts,
-                signature=signature, metadata=metadata,
-                input_example=np.zeros((1, 1, image_size, image_size), dtype=np.float32),
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
-                                  f"mlflow=={mlflow.__version__}"],
-            )
+            path = download(uri, Path(tmp) / f"member{i:02d}", store.uri)
+            if not (path / MANIFEST).is_file() and pickled_files(path):
+                raise refuse_pickle(uri, pickled_files(path))  # never copied into an ensemble
+            manifest = read_manifest(path, uri)
+            if [str(c) for c in manifest["classes"]] != list(classes):
+                raise PipelineError(f"the ensemble's member {uri} predicts {manifest['classes']}, "
+                                    f"not {list(classes)}")
+            for j, entry in enumerate(manifest["members"]):
+                members.append((path / entry["weights"], {
+                    **entry, "weights": f"member{i:02d}_{j}.safetensors", "uri": uri}))
 
+        def write(folder: Path) -> dict:
+            for source, entry in members:
+                shutil.copyfile(source, folder / entry["weights"])
+            return {"kind": "ensemble", "classes": list(classes), "image_size": int(image_size),
+                    "positive_class": positive_class, "members": [e for _, e in members]}
 
-class PyfuncModule:
-    """A loaded pyfunc model called like the PyTorch ones: tensor in, probability tensor out."""
-
-    def __init__(self, model: mlflow.pyfunc.PyFuncModel):
-        self.model = model
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(self.model.predict(x.numpy()), dtype=np.float32))
-
-    def state_dict(self) -> dict:
-        return {}  # no single network to rebuild (Grad-CAM needs one)
+        upload(store, run_id, write)

@@ -1,94 +1,99 @@
-"""Models in MLflow: the best network logged as an exported program with its metadata, and read
-back to predict without this code (a ``LoadedModel``)."""
+"""Models in MLflow, stored as data: a run's networks' weights (safetensors) plus a manifest that
+rebuilds them (``model_files``), under the run's artifact folder ``model``; read back as a
+``LoadedModel`` that predicts. Nothing loaded is unpickled unless ``tracking.allow_pickle=true``."""
 
 from __future__ import annotations
 
-import copy
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from pipeline.common.errors import PipelineError, one_line
+from pipeline.common.faults import fault_point
 from pipeline.data.bundle import DataBundle
 from pipeline.models import ChestXrayNet
+from pipeline.tracking.model_files import (
+    MANIFEST,
+    ServedNetworks,
+    load_networks,
+    net_config,
+    pickled_files,
+    read_manifest,
+    refuse_pickle,
+    write_manifest,
+    write_weights,
+)
+
+if TYPE_CHECKING:
+    from pipeline.tracking.store import Store
+
+MODEL_PATH = "model"  # the run's artifact folder holding its model
+WEIGHTS = "weights.safetensors"
 
 
-class ProbabilityModel(torch.nn.Module):
-    """What is logged as the run's model: uint8/float images (B, 1, S, S) -> class probabilities."""
-
-    def __init__(self, net: ChestXrayNet):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).softmax(dim=1)
-
-
-class MeanProbabilityModel(torch.nn.Module):
-    """Several networks as one model: the mean of their class probabilities (a cross-validated
-    run's fold models, the ensemble nnU-Net tests by default)."""
-
-    def __init__(self, nets: list[ChestXrayNet]):
-        super().__init__()
-        self.nets = torch.nn.ModuleList(nets)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([net(x).softmax(dim=1) for net in self.nets]).mean(dim=0)
+def upload(store: Store, run_id: str, write: Callable[[Path], dict]) -> None:
+    """Weights first, the manifest last: ``write(folder)`` leaves the weights files in
+    ``folder`` and returns the manifest. Killed in between (fault point ``log_model``), the run
+    holds weights without a manifest, which never loads."""
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, meta = Path(tmp) / "weights", Path(tmp) / "manifest"
+        weights.mkdir()
+        meta.mkdir()
+        manifest = write(weights)
+        store.log_artifacts(run_id, weights, MODEL_PATH)
+        fault_point("log_model")
+        write_manifest(meta, manifest)
+        store.log_artifacts(run_id, meta, MODEL_PATH)
 
 
-def log_model(nets: list[ChestXrayNet], bundle: DataBundle, run_id: str, tracking_uri: str
-              ) -> None:
-    """The best model as an MLflow PyTorch model (exported program), loadable without this code:
-    one network, or the mean probability of a cross-validated run's fold networks; into the
-    run ``run_id`` of the store at ``tracking_uri``."""
-    import mlflow
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
+def log_model(nets: list[ChestXrayNet], cfg: DictConfig, bundle: DataBundle, run_id: str,
+              store: Store) -> None:
+    """The run's model: one network, or a cross-validated run's fold networks (served as the
+    mean of their probabilities), as weights plus the manifest that rebuilds them."""
+    def write(folder: Path) -> dict:
+        digest = write_weights(folder / WEIGHTS, nets)
+        return {"kind": "networks", "classes": list(bundle.classes),
+                "image_size": int(bundle.image_size), "positive_class": bundle.positive_class,
+                "members": [{"run_id": run_id, "weights": WEIGHTS, "sha256": digest,
+                             "folds": len(nets), "config": net_config(cfg),
+                             "weights_from": nets[0].weights}]}
 
-    from pipeline.tracking.store import use_for_fluent
-
-    size = bundle.image_size
-    if len(nets) == 1:
-        wrapper: torch.nn.Module = ProbabilityModel(nets[0]).eval()
-    else:
-        wrapper = MeanProbabilityModel(nets).eval()
-    example = np.zeros((2, 1, size, size), dtype=np.float32)
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, size, size))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(bundle.classes)))]),
-    )
-    metadata = {"classes": list(bundle.classes), "image_size": size,
-                "positive_class": bundle.positive_class, "folds": len(nets)}
-    use_for_fluent(tracking_uri)
-    with mlflow.start_run(run_id=run_id, nested=True):
-        mlflow.pytorch.log_model(
-            wrapper, name="model", input_example=example, signature=signature,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"], metadata=metadata,
-        )
+    upload(store, run_id, write)
 
 
 def model_uri(run: Any) -> str:
-    """Where the run's logged model is: its MLflow 3 logged model, else the run's artifact path."""
+    """Where the run's model is: its artifact folder ``model`` (an older run's MLflow logged
+    model, which only ``tracking.allow_pickle=true`` loads, is named by its model id)."""
     outputs = getattr(run, "outputs", None)
     models = list(getattr(outputs, "model_outputs", None) or [])
     if models:
         return f"models:/{models[-1].model_id}"
-    return f"runs:/{run.info.run_id}/model"
+    return f"runs:/{run.info.run_id}/{MODEL_PATH}"
 
 
 @dataclass
 class LoadedModel:
-    """A logged ``ProbabilityModel``: float images (B, 1, S, S) in [0, 255] -> probabilities."""
+    """A logged model: float images (B, 1, S, S) in [0, 255] -> probabilities."""
 
-    module: Any  # torch.nn.Module, or an ensemble's PyfuncModule: both map tensors to tensors
+    module: Any  # ServedNetworks (or, opted in, an older pickled model)
     classes: list[str]
     image_size: int
     positive_class: str | None
     uri: str
+    manifest: dict | None = None  # None: an older pickled model
+
+    @property
+    def per_network(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        if isinstance(self.module, ServedNetworks):
+            return self.module.per_network
+        from pipeline.tracking.legacy_models import per_network
+
+        return per_network(self.module)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
@@ -108,67 +113,49 @@ class LoadedModel:
         own folds); one network: (1, N, classes)."""
         if images.dim() == 3:
             images = images.unsqueeze(1)
-        per_network = _per_network(self.module)
+        per_network = self.per_network
         out = [per_network(images[i : i + batch_size].float()).float()
                for i in range(0, len(images), batch_size)]
         return torch.cat(out, dim=1) if out else torch.zeros(1, 0, len(self.classes))
 
 
-def _per_network(module: Any) -> Any:
-    """``module`` made to return its networks' probabilities before they are averaged: an
-    ensemble's members one by one; a mean of fold networks (an exported graph ending in
-    ``mean(stack(...))``) with the mean cut off; else the one network's."""
-    members = getattr(getattr(module, "model", None), "unwrap_python_model", None)
-    if members is not None:
-        nets = members().members
-        return lambda x: torch.stack([m(x).float() for m in nets])
-    graph = getattr(module, "graph", None)
-    output = next((n for n in graph.nodes if n.op == "output"), None) if graph else None
-    mean = output.args[0][0] if output is not None and isinstance(output.args[0], tuple) else None
-    stacked = mean.args[0] if mean is not None and "mean" in str(mean.target) else None
-    if stacked is None or "stack" not in str(getattr(stacked, "target", "")):
-        return lambda x: module(x)[None]
-    cut = copy.deepcopy(module)
-    node = next(n for n in cut.graph.nodes if n.name == stacked.name)
-    out = next(n for n in cut.graph.nodes if n.op == "output")
-    out.args = ((node,),)
-    cut.graph.eliminate_dead_code()
-    cut.recompile()
-    return cut
+def allow_pickle(cfg: DictConfig) -> bool:
+    """``tracking.allow_pickle``: the user's opt-in to load models stored as pickles."""
+    return bool(cfg.tracking.get("allow_pickle", False))
 
 
-def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
-    """Download a logged model once (from the store at ``tracking_uri``; None: MLflow's default)
-    and load it with the metadata ``log_model`` wrote."""
+def download(uri: str, folder: Path, tracking_uri: str | None) -> Path:
+    """The model folder at ``uri`` copied into ``folder`` (nothing in it is read yet)."""
     import mlflow
     from mlflow.exceptions import MlflowException
-    from mlflow.models import Model
 
+    try:
+        return Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=str(folder), tracking_uri=tracking_uri,
+            registry_uri=tracking_uri))
+    except (MlflowException, OSError) as exc:
+        raise PipelineError(f"cannot load the model at {uri}: {one_line(exc)}") from exc
+
+
+def load_model(uri: str, tracking_uri: str | None = None, allow_pickle: bool = False
+               ) -> LoadedModel:
+    """The model at ``uri`` (in the store at ``tracking_uri``; None: MLflow's default), its
+    networks rebuilt from its manifest and given its weights. A pickled model is refused unless
+    ``allow_pickle`` (``tracking.allow_pickle=true``)."""
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = Path(mlflow.artifacts.download_artifacts(
-                artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri,
-                registry_uri=tracking_uri))
-            logged = Model.load(str(path))
-            meta = logged.metadata or {}
-            if "pytorch" in logged.flavors:
-                module = mlflow.pytorch.load_model(str(path), map_location="cpu")
-            else:  # an ensemble: a pyfunc over member models
-                from pipeline.tracking.ensemble_model import PyfuncModule
+        path = download(uri, Path(tmp), tracking_uri)
+        if not (path / MANIFEST).is_file():
+            pickled = pickled_files(path)
+            if pickled and not allow_pickle:
+                raise refuse_pickle(uri, pickled)
+            if pickled:
+                from pipeline.tracking.legacy_models import load_pickled
 
-                module = PyfuncModule(mlflow.pyfunc.load_model(str(path)))
-        except (MlflowException, OSError) as exc:
-            raise PipelineError(f"cannot load the model at {uri}: {one_line(exc)}") from exc
-    missing = [k for k in ("classes", "image_size") if k not in meta]
-    if missing:
-        raise PipelineError(
-            f"the model at {uri} has no {' or '.join(missing)} in its metadata: "
-            "it was not logged by run_training"
-        )
-    return LoadedModel(
-        module=module,  # an exported program: eval mode is baked in (and .eval() is refused)
-        classes=[str(c) for c in meta["classes"]],
-        image_size=int(meta["image_size"]),
-        positive_class=meta.get("positive_class"),
-        uri=uri,
-    )
+                return load_pickled(path, uri)
+        manifest = read_manifest(path, uri)
+        classes = [str(c) for c in manifest["classes"]]
+        groups = [load_networks(path, m, len(classes), uri) for m in manifest["members"]]
+    return LoadedModel(module=ServedNetworks(groups).eval(), classes=classes,
+                       image_size=int(manifest["image_size"]),
+                       positive_class=manifest.get("positive_class"), uri=uri,
+                       manifest=manifest)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.common.errors import PipelineError
 from pipeline.common.faults import fault_point
-from pipeline.tracking.models import model_uri
+from pipeline.tracking.model_files import MANIFEST
+from pipeline.tracking.models import MODEL_PATH, model_uri
 from pipeline.tracking.schema import VersionTag
 from pipeline.tracking.search import quote
 
@@ -41,6 +43,7 @@ def register_champion(store: Store, model_name: str, run: Any, tags: Mapping[Ver
         version = existing[0]
     else:
         source = model_uri(run)
+        require_complete(mlflow_client, run_id, source)
         model_id = source.removeprefix("models:/") if source.startswith("models:/") else None
         version = mlflow_client.create_model_version(
             model_name, source=source, run_id=run_id, model_id=model_id
@@ -51,6 +54,16 @@ def register_champion(store: Store, model_name: str, run: Any, tags: Mapping[Ver
                                             str(value))
     mlflow_client.set_registered_model_alias(model_name, CHAMPION, version.version)
     return str(version.version)
+
+
+def require_complete(mlflow_client: Any, run_id: str, source: str) -> None:
+    """Only a model whose manifest was written (its upload ended) is registered."""
+    if not source.startswith("runs:/"):
+        return  # an older logged model (MLflow wrote it whole)
+    names = {Path(f.path).name for f in mlflow_client.list_artifacts(run_id, MODEL_PATH)}
+    if MANIFEST not in names:
+        raise PipelineError(f"run {run_id} has no complete model ({MODEL_PATH}/{MANIFEST} is "
+                            "missing: its upload was cut off); it cannot be registered")
 
 
 def champion_version(store: Store, model_name: str) -> Any:

@@ -112,6 +112,15 @@ def test_random_weights_are_named_and_are_a_limitation(by_image):
     assert not any("random weights" in line for line in limitations(pretrained, assessed))
 
 
+def test_weights_taken_from_a_logged_run_name_that_run(by_image):
+    assessed = assessed_for(by_image)
+    transferred = facts_for(by_image, weights={"run:0123abcd": ["resnet18"]})
+    text = methods_paragraph(transferred, assessed, [])
+    assert ("Initial weights: the backbone of this pipeline's run 0123abcd (its head not taken) "
+            "for resnet18") in text
+    assert not any("random weights" in line for line in limitations(transferred, assessed))
+
+
 def test_a_reused_test_split_is_counted_in_every_place(by_image):
     assessed = assessed_for(by_image)
     facts = facts_for(by_image, test_uses=3)

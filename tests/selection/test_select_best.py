@@ -12,7 +12,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -37,7 +36,13 @@ from pipeline.runs.context import open_context
 from pipeline.selection.champion import data_overrides, select_champion
 from pipeline.selection.competition import competition
 from pipeline.selection.statistics import holm
+from pipeline.tracking.models import load_model
 from tests.sweep_store import BACKBONES, RECIPE, run_module, sweep_store
+
+
+def served(uri: str):
+    """A logged model as a function of images: its (unscaled) probabilities."""
+    return load_model(uri).predict
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -157,7 +162,7 @@ def test_test_metrics_at_the_validation_threshold_match_scikit_learn(store, sele
         # Each model is tested as it would be served: its network's probabilities scaled by
         # the temperature fitted on its own validation predictions (never on test), and the
         # threshold youden's J picks on those scaled validation predictions.
-        model = mlflow.pytorch.load_model(f"runs:/{row['run_id']}/model")
+        model = served(f"runs:/{row['run_id']}/model")
         local = store.client.download_artifacts(row["run_id"], "val_predictions.csv")
         val = pd.read_csv(local)
         val_probs = val[[f"p_{c}" for c in bundle.classes]].to_numpy()
@@ -216,8 +221,8 @@ def test_the_registry_alias_points_at_the_champion(store, selected):
     assert version.tags["temperature_scope"] == "network"
     assert version.tags["threshold_scale"] == "calibrated"
     x = torch.randint(0, 256, (3, 1, 32, 32)).float()
-    registered = mlflow.pytorch.load_model(f"models:/{summary['model_name']}@champion")(x)
-    logged = mlflow.pytorch.load_model(f"runs:/{summary['champion_run_id']}/model")(x)
+    registered = served(f"models:/{summary['model_name']}@champion")(x)
+    logged = served(f"runs:/{summary['champion_run_id']}/model")(x)
     assert torch.equal(registered, logged)
 
 
@@ -369,7 +374,7 @@ def test_an_ensemble_row_is_the_mean_of_the_best_trials(store):
     images = torch.from_numpy(np.asarray(bundle.images[bundle.indices("test")])).unsqueeze(1)
     # Served as a backbone is: each member's probabilities scaled by the ensemble's
     # temperature, then averaged.
-    probs = np.mean([scaled(mlflow.pytorch.load_model(f"runs:/{m.info.run_id}/model")(
+    probs = np.mean([scaled(served(f"runs:/{m.info.run_id}/model")(
         images.float()).detach().numpy(), row["temperature"]) for m in members], axis=0)
     pos = bundle.classes.index(bundle.positive_class)
     truth = bundle.labels[bundle.indices("test")] == pos
@@ -408,7 +413,7 @@ def test_an_ensemble_that_wins_on_validation_is_registered_and_predicts(store, m
     x = torch.from_numpy(decode_image(str(image), 32)).float()[None, None]
     temperature = float(version.tags["temperature"])
     assert line["temperature"] == pytest.approx(temperature)
-    expected = np.mean([scaled(mlflow.pytorch.load_model(f"runs:/{i}/model")(x).detach().numpy(),
+    expected = np.mean([scaled(served(f"runs:/{i}/model")(x).detach().numpy(),
                                temperature)[0] for i in version.tags["members"].split("+")],
                        axis=0)
     np.testing.assert_allclose(list(line["probabilities"].values()), expected, atol=1e-5)

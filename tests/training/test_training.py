@@ -18,7 +18,13 @@ from pipeline.data.bundle import load_data
 from pipeline.data.datamodule import ChestXrayDataModule
 from pipeline.runs.context import open_context
 from pipeline.runs.training_run import run_training
+from pipeline.tracking.models import load_model
 from pipeline.tracking.store import tracking_uri
+
+
+def served(uri: str):
+    """A logged model as a function of images: its (unscaled) probabilities."""
+    return load_model(uri).predict
 
 EPOCH_METRICS = [
     "train_loss",
@@ -80,7 +86,7 @@ def test_a_training_logs_metrics_artifacts_and_a_model_that_predicts_the_same(ti
     assert {"test_confusion_matrix.png", "test_classification_report.json"} <= artifacts
 
     # The logged model reloads and gives the probabilities behind the logged val_auroc.
-    model = mlflow.pytorch.load_model(f"runs:/{result.run_id}/model")
+    model = served(f"runs:/{result.run_id}/model")
     bundle = load_data(cfg)
     data = ChestXrayDataModule.from_config(cfg, bundle)
     xs, ys = zip(*data.val_dataloader(), strict=True)

@@ -25,6 +25,7 @@ class Backbone:
     freeze_depth: int = MISSING  # 0..stages: pipeline.models.backbones knows the stages
     pretrained: bool | str = MISSING  # auto, true or false: resolved (and checked) by compose
     weights_path: str | None = MISSING
+    weights: str | None = None  # run:<RUN_ID> | run:champion: the backbone of a logged run
 
 
 @dataclass

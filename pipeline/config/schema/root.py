@@ -33,6 +33,7 @@ class Tracking:
     uri: str | None = MISSING
     experiment: str = MISSING
     log_model: bool = MISSING
+    allow_pickle: bool = MISSING  # load models stored as pickles (trusted stores only)
 
 
 @dataclass
