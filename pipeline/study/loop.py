@@ -89,7 +89,8 @@ def _run(ctx: Context, plan: StudyPlan, study: optuna.Study, parent: OpenRun,
             say(f"closed {closed} trial run(s) left RUNNING by a stopped worker (now KILLED)",
                 flush=True)
 
-    fail_stale_trials(study)  # a killed worker's trial, past its grace period: FAIL, retried
+    grace = float(cfg.sweep.grace_period)
+    fail_stale_trials(study, grace)  # a killed worker's trial, past its grace period: FAIL, retried
     close_orphans()
     n_total = int(cfg.sweep.n_trials)
     done_before, running = progress(study)
@@ -132,7 +133,7 @@ def _run(ctx: Context, plan: StudyPlan, study: optuna.Study, parent: OpenRun,
                 tell_workers(cfg, study, stop_reason)
                 say(f"stopping: {stop_reason}", flush=True)
                 break
-            if fail_stale_trials(study):
+            if fail_stale_trials(study, grace):
                 close_orphans()
             finished, running = progress(study)
             if finished >= n_total:
@@ -142,7 +143,8 @@ def _run(ctx: Context, plan: StudyPlan, study: optuna.Study, parent: OpenRun,
                     waited_for = running
                     say(f"waiting for trial(s) {', '.join(map(str, running))} of other "
                         "workers to finish the study (a trial whose worker died is retried "
-                        f"here {cfg.sweep.grace_period}s after its last heartbeat)", flush=True)
+                        f"here {cfg.sweep.grace_period}s after its last heartbeat, or after its "
+                        "start if it sent none)", flush=True)
                 time.sleep(poll)
                 continue
             waited_for = []
