@@ -66,7 +66,7 @@ def run_study(ctx: Context, plan: StudyPlan, echo: bool = True,
             enqueue_baselines(study, cfg, plan.space, plan.trial_cfg,
                               describe_weights(plan.trial_cfg.backbone) == "random", say)
             parent = stack.enter_context(store.open_run(Role.STUDY, name=name, **study_tags(
-                cfg, plan.space, fingerprint, name, plan.overrides)))
+                cfg, plan.space, fingerprint, study, plan.overrides)))
             log_start(store, parent.id, cfg, plan.space)
         summary = _run(ctx, plan, study, parent, say, callbacks)
     if echo:

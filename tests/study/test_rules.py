@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 import pipeline.tracking.search as search
 from pipeline.config import PROJECT_ROOT, compose
 from pipeline.study.bookkeeping import close_orphaned_runs
+from pipeline.study.identity import study_uid
 from pipeline.study.loop import SweepFailed
 from pipeline.study.objective import Objective
 from pipeline.tracking.runs import start_run
@@ -24,6 +25,7 @@ from pipeline.tracking.store import open_store, tracking_uri
 from pipeline.training.module import ChestXrayModule
 from tests.sweep_store import (
     RunSpec,
+    dead_pid,
     run_sweep,
     study_of,
     trial_runs,
@@ -131,9 +133,11 @@ def test_orphaned_trial_runs_are_found_past_one_page(tiny_overrides, monkeypatch
     study = study_of(overrides)
     store = open_store(cfg)
     client = store.client
-    parent = start_run(store, Role.STUDY, study_name=study.study_name)  # its worker died
-    specs = [RunSpec({**trial_tags("resnet18", n), Tag.STUDY_NAME: study.study_name,
-                      Tag.PARENT: parent}, status="RUNNING") for n in range(25)]
+    dead = {Tag.STUDY_NAME: study.study_name, Tag.STUDY_UID: study_uid(study),
+            Tag.PID: dead_pid()}  # its worker died
+    parent = start_run(store, Role.STUDY, **dead)
+    specs = [RunSpec({**trial_tags("resnet18", n), **dead, Tag.PARENT: parent},
+                     status="RUNNING") for n in range(25)]
     write_runs(store, specs)
     monkeypatch.setattr(search, "PAGE_SIZE", 10)  # three pages
     assert close_orphaned_runs(store, study) == 25
