@@ -98,7 +98,7 @@ def claim(study: optuna.Study, identity: StudyIdentity) -> dict[str, Any]:
     differences = identity.differences(stored)
     if differences:
         raise ConfigError(
-            f"study '{study.study_name}' holds trials of other settings ("
+            f"study '{study.study_name}' was created for other trials ("
             f"{'; '.join(differences)}): it is not resumed or joined with these; drop "
             "sweep.study_name for a study of these settings, or name a new one with "
             "sweep.study_name=<name>")
