@@ -17,18 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning.pytorch as pl
+import optuna
 import torch
 from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from pipeline.config import PROJECT_ROOT, compose
+from pipeline.data.bundle import load_data
 from pipeline.runs.context import open_context
 from pipeline.study.loop import run_study
 from pipeline.study.plan import plan_study
 from pipeline.study.storage import open_study
 from pipeline.tracking.runs import start_run
 from pipeline.tracking.schema import RUN_STATUS, TRAINING_ROLES, Role, State, Tag
-from pipeline.tracking.search import where
+from pipeline.tracking.search import quote, where
 from pipeline.tracking.store import Store, open_store, tracking_uri
 from tests.conftest import TINY
 
@@ -49,6 +51,21 @@ def run_sweep(cfg: DictConfig, overrides: Sequence[str], echo: bool = True,
     """A study as ``python -m pipeline.sweep`` runs one: planned, its context opened, run."""
     plan = plan_study(cfg, overrides, echo)
     return run_study(open_context(plan.trial_cfg), plan, echo, callbacks)
+
+
+def study_of(overrides: Sequence[str]) -> optuna.Study:
+    """The study ``python -m pipeline.sweep overrides`` opens (created on first use): its
+    identity read from its plan and data, as the sweep reads it."""
+    plan = plan_study(compose(overrides), overrides, echo=False)
+    identity = plan.identity(load_data(plan.trial_cfg).fingerprint)
+    return open_study(plan.trial_cfg, identity, joint=plan.joint)
+
+
+def dead_pid() -> str:
+    """The id of a process of this machine that has ended (as a killed worker's run says)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return done.stdout.strip()
 
 
 @dataclass
@@ -100,7 +117,7 @@ def sweep_store(root: Path) -> SweepStore:
             study_overrides = [*overrides, f"backbone={backbone}", "sweep.pruner=none",
                                f"sweep.n_trials={len(LEARNING_RATES)}"]
             study_cfg = compose(study_overrides)
-            study = open_study(study_cfg)
+            study = study_of(study_overrides)
             for i, lr in enumerate(LEARNING_RATES):
                 # mobilenet_v2's second trial stands for a paper's recipe (a baseline trial).
                 recipe = {"baseline": RECIPE} if backbone == "mobilenet_v2" and i == 1 else None
@@ -108,7 +125,7 @@ def sweep_store(root: Path) -> SweepStore:
                                      "backbone.freeze_depth": 0}, user_attrs=recipe)
             run_sweep(study_cfg, study_overrides, echo=False)
             trials[backbone] = [t.user_attrs["mlflow_run_id"]
-                                for t in open_study(study_cfg).get_trials(deepcopy=False)]
+                                for t in study_of(study_overrides).get_trials(deepcopy=False)]
     finally:
         torch.set_num_threads(threads)
     tracking = open_store(cfg)
@@ -160,10 +177,19 @@ def write_runs(store: Store, specs: Sequence[RunSpec]) -> list[str]:
 
 
 def trial_runs(cfg: DictConfig, study_name: str) -> list:
-    """The MLflow child runs of a study's trials (role=trial), in the configured experiment."""
+    """The MLflow child runs of a study's trials (role=trial), in the configured experiment:
+    ``study_name`` or a default name's ``<dataset>-<backbone>`` (its identity left out)."""
     client = MlflowClient(tracking_uri(cfg))
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
     if exp is None:
         return []
-    return client.search_runs([exp.experiment_id], where(study_name=study_name, role=Role.TRIAL),
-                              max_results=1000)
+    runs = client.search_runs([exp.experiment_id], where(
+        f"tags.study_name LIKE {quote(study_name + '%')}", role=Role.TRIAL), max_results=1000)
+    return [r for r in runs if r.data.tags[Tag.STUDY_NAME] in (study_name, *_named(
+        study_name, r.data.tags[Tag.STUDY_NAME]))]
+
+
+def _named(prefix: str, name: str) -> tuple[str, ...]:
+    """``name`` when it is ``prefix`` with a default name's identity (``-<8 hex>-<8 hex>``)."""
+    rest = name[len(prefix):]
+    return (name,) if len(rest) == 18 and rest[0] == rest[9] == "-" else ()

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline.common.urls import redact
 from pipeline.config import one_line
 from pipeline.study.budget import STATE_NAMES
+from pipeline.study.identity import study_uid
 from pipeline.study.space import SearchSpace
 from pipeline.study.summary import best_trial, state_counts
 from pipeline.tracking.runs import process_alive, store_full, terminate
@@ -28,12 +29,20 @@ DIED = "worker died during this trial"
 
 def close_orphaned_runs(store: Store, study: optuna.Study) -> int:
     """Trial runs left RUNNING by a killed worker whose Optuna trial has ended: mark KILLED,
-    and their parent (the dead invocation's study run) with them. Pages through every run."""
+    and their parent (the dead invocation's study run) with them. Pages through every run.
+
+    Only runs that are provably this storage's study's (their ``study_uid`` tag; a run from
+    before that tag: one of this machine whose process is gone) and whose process is not alive
+    on this machine: a study of the same name in another storage (a shared MLflow server, a
+    worker that forgot ``sweep.storage``) keeps its live runs."""
     # All pages first: closing a run takes it out of the RUNNING pages still to be read.
     runs = list(store.all(where(RUNNING, role=Role.TRIAL, study_name=study.study_name)))
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    uid = study_uid(study)
     closed = 0
     for run in runs:
+        if not _ours_and_dead(run.data.tags, uid):
+            continue
         number = int(run.data.tags.get(Tag.OPTUNA_TRIAL, -1))
         state = states.get(number, TrialState.FAIL)
         if state != TrialState.RUNNING:
@@ -44,6 +53,17 @@ def close_orphaned_runs(store: Store, study: optuna.Study) -> int:
             if parent:
                 _close_parent(store, parent)
     return closed
+
+
+def _ours_and_dead(tags: dict[str, str], uid: str) -> bool:
+    """Whether a run is this study's in this storage and its process is not alive here (on
+    another machine, the trial's state in the storage says whether its worker died)."""
+    here = tags.get(Tag.HOST) == socket.gethostname()
+    if here and process_alive(tags.get(Tag.PID, "")):
+        return False
+    if Tag.STUDY_UID in tags:
+        return bool(uid) and tags[Tag.STUDY_UID] == uid
+    return here  # untagged (older) runs: only this machine's dead processes are sure
 
 
 def close_orphaned_parents(store: Store, name: str) -> int:
@@ -64,18 +84,22 @@ def live_workers(store: Store, name: str) -> int:
 
 
 def _close_parent(store: Store, run_id: str) -> int:
-    if store.get_run(run_id).info.status != Status.RUNNING:
+    run = store.get_run(run_id)
+    tags = run.data.tags
+    if run.info.status != Status.RUNNING or (
+            tags.get(Tag.HOST) == socket.gethostname() and process_alive(tags.get(Tag.PID, ""))):
         return 0
     terminate(store, run_id, Status.KILLED, {Tag.ERROR: "the worker of this study run died"})
     return 1
 
 
-def study_tags(cfg: DictConfig, space: SearchSpace, fingerprint: str, name: str,
+def study_tags(cfg: DictConfig, space: SearchSpace, fingerprint: str, study: optuna.Study,
                overrides: Sequence[str] = ()) -> dict[Tag, str]:
-    """What a study run says of its invocation: the study, its space and data, and the command
-    that reproduces it (its overrides are the command line's)."""
+    """What a study run says of its invocation: the study (its name and its id in its storage),
+    its space and data, and the command that reproduces it (the command line's overrides)."""
     return {
-        Tag.STUDY_NAME: name, Tag.BACKBONE: str(cfg.backbone.name),
+        Tag.STUDY_NAME: study.study_name, Tag.STUDY_UID: study_uid(study),
+        Tag.BACKBONE: str(cfg.backbone.name),
         Tag.DATASET: str(cfg.dataset.name), Tag.SWEEP_SPACE: space.name,
         Tag.DATA_FINGERPRINT: fingerprint,
         Tag.COMMAND: redact(" ".join(["python -m pipeline.sweep", *overrides]))[:5000],

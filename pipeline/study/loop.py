@@ -54,17 +54,19 @@ def run_study(ctx: Context, plan: StudyPlan, echo: bool = True,
     Returns the summary that ``pipeline.sweep`` prints as its last line.
     """
     say = print if echo else (lambda *a, **k: None)
-    cfg, store, name = plan.cfg, ctx.store, plan.name
+    cfg, store = plan.cfg, ctx.store
     with ExitStack() as stack:
         with setup_lock(cfg):  # workers started together count each other's study runs
+            fingerprint = ctx.data(plan.trial_cfg).fingerprint
+            identity = plan.identity(fingerprint)
+            name = plan.name(identity)
             if close_orphaned_parents(store, name):
                 say("closed the study run of a worker of this machine that died (now KILLED)")
-            study = open_study(plan.trial_cfg, live_workers(store, name), plan.joint)
+            study = open_study(plan.trial_cfg, identity, live_workers(store, name), plan.joint)
             enqueue_baselines(study, cfg, plan.space, plan.trial_cfg,
                               describe_weights(plan.trial_cfg.backbone) == "random", say)
-            fingerprint = ctx.data(plan.trial_cfg).fingerprint
             parent = stack.enter_context(store.open_run(Role.STUDY, name=name, **study_tags(
-                cfg, plan.space, fingerprint, name, plan.overrides)))
+                cfg, plan.space, fingerprint, study, plan.overrides)))
             log_start(store, parent.id, cfg, plan.space)
         summary = _run(ctx, plan, study, parent, say, callbacks)
     if echo:
@@ -87,12 +89,13 @@ def _run(ctx: Context, plan: StudyPlan, study: optuna.Study, parent: OpenRun,
             say(f"closed {closed} trial run(s) left RUNNING by a stopped worker (now KILLED)",
                 flush=True)
 
-    fail_stale_trials(study)  # a killed worker's trial, past its grace period: FAIL, retried
+    grace = float(cfg.sweep.grace_period)
+    fail_stale_trials(study, grace)  # a killed worker's trial, past its grace period: FAIL, retried
     close_orphans()
     n_total = int(cfg.sweep.n_trials)
     done_before, running = progress(study)
     elsewhere = f", {len(running)} running in other workers" if running else ""
-    say(f"study {plan.name}: {done_before} of {n_total} trials finished{elsewhere}; storage "
+    say(f"study {study.study_name}: {done_before} of {n_total} trials finished{elsewhere}; storage "
         f"{public_url(storage_url(cfg))}; MLflow parent run {parent.id}")
 
     objective = Objective(ctx, plan, study, parent.id, say, callbacks)
@@ -127,10 +130,10 @@ def _run(ctx: Context, plan: StudyPlan, study: optuna.Study, parent: OpenRun,
         while deadline is None or time.monotonic() < deadline:
             stop_reason = search_stopped(cfg, study)
             if stop_reason:
-                tell_workers(study, stop_reason)
+                tell_workers(cfg, study, stop_reason)
                 say(f"stopping: {stop_reason}", flush=True)
                 break
-            if fail_stale_trials(study):
+            if fail_stale_trials(study, grace):
                 close_orphans()
             finished, running = progress(study)
             if finished >= n_total:
@@ -140,7 +143,8 @@ def _run(ctx: Context, plan: StudyPlan, study: optuna.Study, parent: OpenRun,
                     waited_for = running
                     say(f"waiting for trial(s) {', '.join(map(str, running))} of other "
                         "workers to finish the study (a trial whose worker died is retried "
-                        f"here {cfg.sweep.grace_period}s after its last heartbeat)", flush=True)
+                        f"here {cfg.sweep.grace_period}s after its last heartbeat, or after its "
+                        "start if it sent none)", flush=True)
                 time.sleep(poll)
                 continue
             waited_for = []

@@ -21,6 +21,7 @@ from pipeline.config import PipelineError, compose
 from pipeline.runs.context import Context
 from pipeline.runs.training_run import TrainResult, run_training
 from pipeline.study.budget import progress
+from pipeline.study.identity import study_uid
 from pipeline.study.plan import StudyPlan
 from pipeline.study.space import overrides_of
 from pipeline.study.summary import fmt
@@ -99,7 +100,7 @@ class Objective:
             trial.set_user_attr("error", f"ConfigError: {exc}"[:1000])
             raise TrialFailed(str(exc)) from exc
         tags = {Tag.STUDY_NAME: self.study.study_name, Tag.OPTUNA_TRIAL: str(trial.number),
-                Tag.SWEEP_SPACE: self.space.name}
+                Tag.SWEEP_SPACE: self.space.name, Tag.STUDY_UID: study_uid(self.study)}
         if trial.user_attrs.get("baseline"):
             tags[Tag.BASELINE] = str(trial.user_attrs["baseline"])
         counter = EpochCount()

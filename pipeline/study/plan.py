@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from pipeline.common.errors import ConfigError
 from pipeline.config import compose
+from pipeline.study.identity import StudyIdentity, identify
 from pipeline.study.joint import prepare_space
 from pipeline.study.samplers import make_pruner, make_sampler
 from pipeline.study.space import SearchSpace, load_space
@@ -28,9 +29,12 @@ class StudyPlan:
         """A study across backbones (the space chooses the backbone)."""
         return bool(self.space.backbones)
 
-    @property
-    def name(self) -> str:
-        return study_name(self.cfg, self.joint)
+    def identity(self, fingerprint: str) -> StudyIdentity:
+        """What this study searches, on the data of ``fingerprint``."""
+        return identify(self.trial_cfg, self.space, fingerprint)
+
+    def name(self, identity: StudyIdentity) -> str:
+        return study_name(self.cfg, identity, self.joint)
 
 
 def plan_study(cfg: DictConfig, overrides: Sequence[str] = (), echo: bool = True) -> StudyPlan:

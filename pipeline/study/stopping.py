@@ -5,6 +5,7 @@ study reads the same trials, and the first to stop leaves the reason on the stud
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -15,13 +16,19 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline.study.budget import FINISHED_STATES
 
 REASON = "stop_reason"  # the study's user attribute the first stopping worker sets
+STOP_KEYS = ("patience", "min_delta", "target")  # sweep.* keys a stop reason is reached under
+
+
+def _stop_settings(cfg: DictConfig) -> str:
+    return json.dumps({key: cfg.sweep.get(key) for key in STOP_KEYS}, sort_keys=True,
+                      default=str)
 
 
 def search_stopped(cfg: DictConfig, study: optuna.Study) -> str | None:
     """Why the study is done before its budget (None: it is not)."""
     told = study.user_attrs.get(REASON)
-    if told:
-        return str(told)
+    if isinstance(told, dict) and told.get("settings") == _stop_settings(cfg):
+        return str(told["reason"])  # reached under these settings (a bare string: unknown ones)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     trials = sorted((t for t in study.get_trials(deepcopy=False) if t.state in FINISHED_STATES),
                     key=lambda t: t.number)
@@ -46,10 +53,12 @@ def search_stopped(cfg: DictConfig, study: optuna.Study) -> str | None:
     return None
 
 
-def tell_workers(study: optuna.Study, reason: str) -> None:
-    """Leave the reason on the study: other workers stop at their next look."""
-    if not study.user_attrs.get(REASON):
-        study.set_user_attr(REASON, reason)
+def tell_workers(cfg: DictConfig, study: optuna.Study, reason: str) -> None:
+    """Leave the reason, and the settings it was reached under, on the study: other workers with
+    these settings stop at their next look."""
+    told = study.user_attrs.get(REASON)
+    if not (isinstance(told, dict) and told.get("settings") == _stop_settings(cfg)):
+        study.set_user_attr(REASON, {"reason": reason, "settings": _stop_settings(cfg)})
 
 
 

@@ -18,6 +18,7 @@ from pipeline.common.errors import ConfigError
 from pipeline.common.sqlite import BUSY_TIMEOUT_S, prepare
 from pipeline.common.urls import public_url
 from pipeline.config import state_dir
+from pipeline.study.identity import StudyIdentity, claim
 from pipeline.study.reconnect import ReconnectingRDBStorage
 from pipeline.study.samplers import make_pruner, make_sampler
 
@@ -66,26 +67,31 @@ def make_storage(cfg: DictConfig) -> RDBStorage:
     raise AssertionError("unreachable")
 
 
-def study_name(cfg: DictConfig, joint: bool = False) -> str:
-    """``sweep.study_name``, else ``<dataset>-<backbone>`` (``<dataset>-all`` across backbones)."""
+def study_name(cfg: DictConfig, identity: StudyIdentity, joint: bool = False) -> str:
+    """``sweep.study_name``, else ``<dataset>-<backbone>-<data>-<settings>`` (``<dataset>-all-...``
+    across backbones): the short data fingerprint and settings digest of ``identity``, so new
+    data or an other image size, epoch budget or space is a study of its own."""
     return str(cfg.sweep.study_name or
-               f"{cfg.dataset.name}-{'all' if joint else cfg.backbone.name}")
+               f"{cfg.dataset.name}-{'all' if joint else cfg.backbone.name}-{identity.short}")
 
 
-def open_study(cfg: DictConfig, worker: int = 0, joint: bool = False) -> optuna.Study:
+def open_study(cfg: DictConfig, identity: StudyIdentity, worker: int = 0,
+               joint: bool = False) -> optuna.Study:
     """The study by name, created on first use; ``cfg`` is the config its trials run (the
-    space's fixed keys and the command line applied), so the pruner's budget is theirs."""
+    space's fixed keys and the command line applied), so the pruner's budget is theirs. A study
+    whose stored identity differs from ``identity`` is refused (pipeline.study.identity)."""
     direction = str(cfg.objective.direction)
     study = optuna.create_study(
-        storage=make_storage(cfg), study_name=study_name(cfg, joint), direction=direction,
-        sampler=make_sampler(cfg, worker, conditional=joint), pruner=make_pruner(cfg),
-        load_if_exists=True,
+        storage=make_storage(cfg), study_name=study_name(cfg, identity, joint),
+        direction=direction, sampler=make_sampler(cfg, worker, conditional=joint),
+        pruner=make_pruner(cfg), load_if_exists=True,
     )
     if study.direction.name.lower() != direction:
         raise ConfigError(
             f"study '{study.study_name}' was created to {study.direction.name.lower()}; "
             f"sweep.direction={direction} cannot change it: use another sweep.study_name"
         )
+    claim(study, identity)
     held = len(study.get_trials(deepcopy=False))
     if held:  # joining a study with trials: draw on from them, not the first worker's values
         study.sampler = make_sampler(cfg, worker, conditional=joint, resumed_at=held)

@@ -53,6 +53,9 @@ class Tag(StrEnum):
     FEATURE_CACHE = "feature_cache"
     # Sweeps: a trial's study and number, a study run's command, best trial and stop reason.
     STUDY_NAME = "study_name"
+    # The study's own id in its Optuna storage (study user attr identity.uid): a study of the
+    # same name in another storage has another, so a worker closes only its storage's runs.
+    STUDY_UID = "study_uid"
     OPTUNA_TRIAL = "optuna_trial"
     SWEEP_SPACE = "sweep_space"
     BASELINE = "baseline"

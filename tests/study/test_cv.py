@@ -21,12 +21,11 @@ from pipeline.evidence.operating_point import choose_threshold
 from pipeline.predict import main as predict_main
 from pipeline.runs.context import open_context
 from pipeline.selection.champion import select_champion
-from pipeline.study.storage import open_study
 from pipeline.tracking.models import load_model, model_uri
 from pipeline.tracking.store import tracking_uri
 from pipeline.training.features.store import features_dir
 from tests.conftest import TINY
-from tests.sweep_store import run_sweep, trial_runs
+from tests.sweep_store import run_sweep, study_of, trial_runs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -61,7 +60,7 @@ def test_a_cv_trial_is_one_run_whose_objective_is_the_mean_of_its_folds(cv_study
     client = MlflowClient(tracking_uri(cfg))
     runs = trial_runs(cfg, summary["study_name"])
     assert len(runs) == 2  # one run per trial: folds are not nested runs
-    trials = {t.number: t for t in open_study(cfg).trials}
+    trials = {t.number: t for t in study_of(overrides).trials}
     bundle = load_data(cfg)
     pool = np.flatnonzero(bundle.split != "test")
     for run in runs:

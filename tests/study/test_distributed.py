@@ -135,7 +135,8 @@ def test_two_workers_share_one_study_through_postgres_and_an_mlflow_server(
     assert all(s["storage"].startswith("postgresql://postgres:***@127.0.0.1") for s in summaries)
 
     # Optuna's side: one study, every trial number once, the budget kept.
-    study = optuna.load_study(study_name="synthetic-resnet18", storage=storage)
+    (name,) = {s["study_name"] for s in summaries}  # machines agree on the study's identity
+    study = optuna.load_study(study_name=name, storage=storage)
     trials = study.get_trials()
     numbers = [t.number for t in trials]
     assert sorted(numbers) == list(range(len(trials)))
@@ -148,7 +149,7 @@ def test_two_workers_share_one_study_through_postgres_and_an_mlflow_server(
     # MLflow's side, through the server: exactly one child run per trial, under the two parents.
     client = MlflowClient(mlflow_server["uri"])
     exp = client.get_experiment_by_name("chest-xray")
-    runs = client.search_runs([exp.experiment_id], "tags.study_name = 'synthetic-resnet18'",
+    runs = client.search_runs([exp.experiment_id], f"tags.study_name = '{name}'",
                               max_results=1000)
     parents = {r.info.run_id: r for r in runs if r.data.tags.get("role") == "study"}
     children = [r for r in runs if r.data.tags.get("role") == "trial"]

@@ -20,10 +20,10 @@ from optuna.trial import TrialState
 import pipeline.study.loop as study_module
 from pipeline.config import PROJECT_ROOT, compose
 from pipeline.study.budget import progress
-from pipeline.study.storage import make_storage, open_study
+from pipeline.study.storage import make_storage
 from pipeline.tracking.store import tracking_uri
 from pipeline.training.module import ChestXrayModule
-from tests.sweep_store import run_sweep, trial_runs
+from tests.sweep_store import run_sweep, study_of, trial_runs
 
 STUDY = "synthetic-resnet18"
 
@@ -76,7 +76,7 @@ def test_kill_9_mid_trial_loses_nothing_and_the_same_command_finishes(tiny_overr
             worker.kill()
             worker.wait()
 
-    study = open_study(cfg)
+    study = study_of(overrides)
     before = {t.number: t for t in study.trials}
     assert before[0].state == TrialState.COMPLETE and before[1].state == TrialState.RUNNING
     assert MlflowClient(tracking_uri(cfg)).get_run(victim.info.run_id).info.status == "RUNNING"
@@ -87,7 +87,7 @@ def test_kill_9_mid_trial_loses_nothing_and_the_same_command_finishes(tiny_overr
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     assert "closed 1 trial run(s) left RUNNING by a stopped worker" in rerun.stdout
 
-    study = open_study(cfg)
+    study = study_of(overrides)
     trials = {t.number: t for t in study.trials}
     assert sorted(trials) == [0, 1, 2, 3]  # no number twice
     assert progress(study)[0] == 3
@@ -143,7 +143,7 @@ def test_out_of_memory_and_cuda_errors_fail_one_trial_each_and_the_next_starts_c
     summary = run_sweep(cfg, overrides, echo=False)
 
     assert (summary["n_fail"], summary["n_complete"]) == (2, 1)
-    trials = open_study(cfg).trials
+    trials = study_of(overrides).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
     assert trials[0].user_attrs["error"].startswith("OutOfMemoryError: CUDA out of memory")
     assert trials[1].user_attrs["error"].startswith("RuntimeError: CUDA error: an illegal")
@@ -167,7 +167,7 @@ def test_a_worker_starts_nothing_beyond_n_trials_while_another_runs_the_last(
                                "sweep.heartbeat_interval=1")
     cfg = compose(overrides)
     storage = make_storage(cfg)
-    other_worker = optuna.load_study(study_name=open_study(cfg).study_name, storage=storage)
+    other_worker = optuna.load_study(study_name=study_of(overrides).study_name, storage=storage)
     running = other_worker.ask()
     storage.record_heartbeat(running._trial_id)  # alive
     waits = []
@@ -186,15 +186,14 @@ def test_a_worker_starts_nothing_beyond_n_trials_while_another_runs_the_last(
     # It waited, and looked again well within a heartbeat interval (a dead worker's trial is
     # retried as soon as its grace period is over).
     assert len(waits) == 1 and 0 < waits[0] <= cfg.sweep.heartbeat_interval
-    assert [t.number for t in open_study(cfg).trials] == [0]  # nothing asked beyond the budget
+    assert [t.number for t in study_of(overrides).trials] == [0]  # nothing asked beyond the budget
     assert summary["n_complete"] == 1 and summary["best_value"] == 0.5
     assert trial_runs(cfg, STUDY) == []
 
 
 def test_a_retried_retry_counts_once(tiny_overrides):
     """Stale twice (sweep.max_retry=2): the original and the first retry are both replaced."""
-    cfg = compose(tiny_overrides("sweep.max_retry=2"))
-    study = open_study(cfg)
+    study = study_of(tiny_overrides("sweep.max_retry=2"))
     storage = study._storage
     callback = storage.get_heartbeat_stale_trial_callback()
     first = study.ask()

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from optuna.trial import TrialState
 
-from pipeline.config import PROJECT_ROOT, compose
+from pipeline.config import PROJECT_ROOT
 from pipeline.study.budget import progress
-from pipeline.study.storage import open_study
+from tests.sweep_store import study_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
@@ -47,7 +47,6 @@ def test_a_full_disk_fails_trials_cleanly_stops_the_sweep_and_the_command_then_c
     first = sweep([*base, "sweep.n_trials=1", "backbone.freeze_depth=4"])
     assert first.returncode == 0, first.stderr[-3000:]
     overrides = [*base, "sweep.n_trials=6", "backbone.freeze_depth=2"]
-    cfg = compose(overrides)
     free = os.statvfs(small_disk)
     filler = small_disk / "filler"
     with open(filler, "wb") as fh:  # all but 2.5 MB: the stores take their small writes
@@ -57,7 +56,7 @@ def test_a_full_disk_fails_trials_cleanly_stops_the_sweep_and_the_command_then_c
     assert full.returncode == 1, full.stdout[-3000:] + full.stderr[-3000:]
     assert "Bus error" not in full.stderr and "SIGBUS" not in full.stderr
     assert "2 consecutive trials failed with the same error" in full.stderr
-    failed = [t for t in open_study(cfg).trials if t.state == TrialState.FAIL]
+    failed = [t for t in study_of(overrides).trials if t.state == TrialState.FAIL]
     assert len(failed) == 2
     for trial in failed:
         error = trial.user_attrs["error"]
@@ -69,7 +68,7 @@ def test_a_full_disk_fails_trials_cleanly_stops_the_sweep_and_the_command_then_c
     filler.unlink()
     done = sweep(overrides)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    study = open_study(cfg)
+    study = study_of(overrides)
     assert progress(study)[0] == 6
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 4  # 1 + 3 after
     assert not list(Path(small_disk).rglob("*.tmp"))

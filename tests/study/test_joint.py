@@ -14,9 +14,8 @@ from pipeline.config import compose
 from pipeline.models.catalog import stage_count
 from pipeline.study.baselines import load_recipes
 from pipeline.study.space import backbone_option, load_space
-from pipeline.study.storage import open_study
 from pipeline.tracking.store import tracking_uri
-from tests.sweep_store import run_module, run_sweep, trial_runs
+from tests.sweep_store import run_module, run_sweep, study_of, trial_runs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 JOINT = ("sweep.space=backbones", "sweep.backbones=[resnet18,mobilenet_v2]",
@@ -49,8 +48,8 @@ def test_a_joint_study_starts_from_the_recipes_and_selects_one_row_per_backbone(
     overrides = tiny_overrides(*JOINT, "sweep.n_trials=5")
     cfg = compose(overrides)
     summary = run_sweep(cfg, overrides, echo=False)
-    assert summary["study_name"] == "synthetic-all"
-    study = open_study(cfg, joint=True)
+    assert summary["study_name"].startswith("synthetic-all-")
+    study = study_of(overrides)
     trials = sorted(study.trials, key=lambda t: t.number)
     recipes = [r for r in load_recipes() if r.backbone in ("resnet18", "mobilenet_v2")]
     assert recipes  # paper 003's MobileNet
@@ -99,7 +98,7 @@ def test_patience_ends_the_study_with_its_reason(tiny_overrides, monkeypatch):
                                "sweep.min_delta=1.0")  # nothing improves by a whole AUROC
     cfg = compose(overrides)
     summary = run_sweep(cfg, overrides, echo=False)
-    study = open_study(cfg)
+    study = study_of(overrides)
     assert len(study.trials) == 3  # the first sets the best, two more fail to beat it
     assert summary["stop_reason"].startswith("2 finished trials in a row did not improve")
     parent = MlflowClient(tracking_uri(cfg)).get_run(summary["parent_run_id"])
@@ -107,7 +106,7 @@ def test_patience_ends_the_study_with_its_reason(tiny_overrides, monkeypatch):
     assert parent.info.status == "FINISHED"
     # Another worker (or a resume) reads the reason from the study and stops at once.
     again = run_sweep(cfg, overrides, echo=False)
-    assert again["stop_reason"] == summary["stop_reason"] and len(open_study(cfg).trials) == 3
+    assert again["stop_reason"] == summary["stop_reason"] and len(study_of(overrides).trials) == 3
 
 
 def test_a_target_ends_the_study_once_reached(tiny_overrides):
@@ -115,5 +114,5 @@ def test_a_target_ends_the_study_once_reached(tiny_overrides):
                                "tracking.log_model=false", "sweep.target=0.0")
     cfg = compose(overrides)
     summary = run_sweep(cfg, overrides, echo=False)
-    assert [t.state for t in open_study(cfg).trials] == [TrialState.COMPLETE]
+    assert [t.state for t in study_of(overrides).trials] == [TrialState.COMPLETE]
     assert summary["stop_reason"].startswith("the objective reached sweep.target=0.0")

@@ -17,10 +17,9 @@ from optuna.trial import TrialState
 from pipeline.config import PROJECT_ROOT, compose
 from pipeline.data.bundle import load_data
 from pipeline.study.budget import progress
-from pipeline.study.storage import open_study
 from pipeline.tracking.store import tracking_uri
 from tests.data.xray_files import write_class_tree
-from tests.sweep_store import run_module, sweep_store
+from tests.sweep_store import run_module, study_of, sweep_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")]
@@ -60,7 +59,7 @@ def test_a_sweep_killed_at_any_stage_finishes_when_run_again(fault, state_dir, t
     again = sweep(overrides)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
 
-    study = open_study(cfg)
+    study = study_of(overrides)
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers))
     assert progress(study)[0] == 2

@@ -16,14 +16,22 @@ from optuna.trial import TrialState
 import pipeline.tracking.search as search
 from pipeline.config import PROJECT_ROOT, compose
 from pipeline.study.bookkeeping import close_orphaned_runs
+from pipeline.study.identity import study_uid
 from pipeline.study.loop import SweepFailed
 from pipeline.study.objective import Objective
-from pipeline.study.storage import open_study
 from pipeline.tracking.runs import start_run
 from pipeline.tracking.schema import Role, Tag
 from pipeline.tracking.store import open_store, tracking_uri
 from pipeline.training.module import ChestXrayModule
-from tests.sweep_store import RunSpec, run_sweep, trial_runs, trial_tags, write_runs
+from tests.sweep_store import (
+    RunSpec,
+    dead_pid,
+    run_sweep,
+    study_of,
+    trial_runs,
+    trial_tags,
+    write_runs,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 QUICK = ("tracking.log_model=false", "trainer.max_epochs=1", "sweep.pruner=none")
@@ -43,7 +51,7 @@ def test_on_random_weights_the_freeze_depth_is_not_searched(tiny_overrides, caps
     out = capsys.readouterr().out
     assert "backbone weights are random (backbone.pretrained=false): backbone.freeze_depth " \
            "stays 0" in out and "searches optimizer.lr, dataset.batch_size" in out
-    trials = open_study(compose(overrides)).trials
+    trials = study_of(overrides).trials
     assert all(set(t.params) == {"optimizer.lr", "dataset.batch_size"} for t in trials)
     assert all(r.data.params["backbone.freeze_depth"] == "0"
                for r in trial_runs(compose(overrides), "synthetic-resnet18"))
@@ -53,7 +61,7 @@ def test_with_weights_from_a_file_the_freeze_depth_is_searched(tiny_overrides, r
     overrides = tiny_overrides(*QUICK, "sweep.n_trials=2", "sweep.sampler=random",
                                f"backbone.weights_path={resnet18_weights}")
     run_sweep(compose(overrides), overrides, echo=False)
-    trials = open_study(compose(overrides)).trials
+    trials = study_of(overrides).trials
     assert all("backbone.freeze_depth" in t.params for t in trials)
 
 
@@ -85,7 +93,7 @@ def test_a_bug_inside_a_trial_stops_the_sweep_with_its_traceback(tiny_overrides,
     cfg = compose(overrides)
     with pytest.raises(KeyError, match="a bug"):
         run_sweep(cfg, overrides, echo=False)
-    trials = open_study(cfg).trials
+    trials = study_of(overrides).trials
     assert [t.state for t in trials] == [TrialState.FAIL]  # nothing more was tried
     (run,) = trial_runs(cfg, "synthetic-resnet18")
     assert run.info.status == "FAILED" and run.data.tags["error"].startswith("KeyError")
@@ -112,7 +120,7 @@ def test_the_same_failure_k_times_in_a_row_stops_the_sweep(tiny_overrides, lr_sp
         run_sweep(cfg, overrides, echo=False)
     assert "loss became" in str(err.value)
     assert err.value.summary["stop_reason"] == str(err.value)
-    assert len(open_study(cfg).trials) == 2  # the budget of 6 was not burnt
+    assert len(study_of(overrides).trials) == 2  # the budget of 6 was not burnt
     run = trial_runs(cfg, "synthetic-resnet18")[0]
     parent = MlflowClient(tracking_uri(cfg)).get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.info.status == "FAILED"
@@ -120,13 +128,16 @@ def test_the_same_failure_k_times_in_a_row_stops_the_sweep(tiny_overrides, lr_sp
 
 
 def test_orphaned_trial_runs_are_found_past_one_page(tiny_overrides, monkeypatch):
-    cfg = compose(tiny_overrides())
-    study = open_study(cfg)
+    overrides = tiny_overrides()
+    cfg = compose(overrides)
+    study = study_of(overrides)
     store = open_store(cfg)
     client = store.client
-    parent = start_run(store, Role.STUDY, study_name=study.study_name)  # its worker died
-    specs = [RunSpec({**trial_tags("resnet18", n), Tag.PARENT: parent}, status="RUNNING")
-             for n in range(25)]
+    dead = {Tag.STUDY_NAME: study.study_name, Tag.STUDY_UID: study_uid(study),
+            Tag.PID: dead_pid()}  # its worker died
+    parent = start_run(store, Role.STUDY, **dead)
+    specs = [RunSpec({**trial_tags("resnet18", n), **dead, Tag.PARENT: parent},
+                     status="RUNNING") for n in range(25)]
     write_runs(store, specs)
     monkeypatch.setattr(search, "PAGE_SIZE", 10)  # three pages
     assert close_orphaned_runs(store, study) == 25
@@ -151,7 +162,7 @@ def test_one_sampler_per_worker_and_a_study_repeats_from_its_seed(tmp_path, monk
                      "dataset.num_images=96", "trainer.progress_bar=false", *QUICK,
                      "sweep.n_trials=3", "sweep.startup_trials=1"]
         run_sweep(compose(overrides), overrides, echo=False)
-        params.append([t.params for t in open_study(compose(overrides)).trials])
+        params.append([t.params for t in study_of(overrides).trials])
     assert len({id(s) for s in samplers[:3]}) == 1 and samplers[0] is not samplers[3]
     assert isinstance(samplers[0], optuna.samplers.TPESampler)
     assert params[0] == params[1]  # the same seed, the same trials
@@ -164,5 +175,5 @@ def test_running_the_same_command_again_draws_new_values(tiny_overrides):
     run_sweep(compose(overrides), overrides, echo=False)
     overrides = tiny_overrides(*QUICK, "sweep.n_trials=2", "sweep.sampler=random")
     run_sweep(compose(overrides), overrides, echo=False)
-    first, second = (t.params for t in open_study(compose(overrides)).trials)
+    first, second = (t.params for t in study_of(overrides).trials)
     assert first["optimizer.lr"] != second["optimizer.lr"]

@@ -14,10 +14,9 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.study.storage import open_study
 from pipeline.tracking.store import tracking_uri
 from pipeline.training.module import ChestXrayModule
-from tests.sweep_store import run_sweep, trial_runs
+from tests.sweep_store import run_sweep, study_of, trial_runs
 
 TINY_SWEEP = ("tracking.log_model=false", "sweep.sampler=random")
 
@@ -39,14 +38,15 @@ def sweep(tiny_overrides):
 def test_a_study_matches_its_mlflow_children_and_resumes_to_the_total(sweep):
     cfg, overrides = sweep("sweep.n_trials=3")
     first = run_sweep(cfg, overrides, echo=False)
-    study = open_study(cfg)
+    study = study_of(overrides)
     assert len(study.trials) == 3
     assert first["n_complete"] + first["n_pruned"] + first["n_fail"] == 3
 
     client = MlflowClient(tracking_uri(cfg))
     parent = client.get_run(first["parent_run_id"])
     assert parent.data.tags["role"] == "study"
-    assert parent.data.tags["study_name"] == first["study_name"] == "synthetic-resnet18"
+    assert parent.data.tags["study_name"] == first["study_name"]
+    assert first["study_name"].startswith("synthetic-resnet18-")  # and its data and settings
     assert parent.data.tags["backbone"] == "resnet18"
     assert parent.data.tags["dataset"] == "synthetic"
     assert parent.data.tags["sweep_space"] == "default"
@@ -60,7 +60,7 @@ def test_a_study_matches_its_mlflow_children_and_resumes_to_the_total(sweep):
     # Resume: the same command with a larger total adds trials, never repeats a number.
     cfg, overrides = sweep("sweep.n_trials=5")
     second = run_sweep(cfg, overrides, echo=False)
-    study = open_study(cfg)
+    study = study_of(overrides)
     numbers = [t.number for t in study.trials]
     assert sorted(numbers) == list(range(5))
     assert second["parent_run_id"] != first["parent_run_id"]
@@ -87,15 +87,15 @@ def test_a_study_matches_its_mlflow_children_and_resumes_to_the_total(sweep):
 
     # Run again at the same total: nothing left to do, nothing re-run.
     third = run_sweep(cfg, overrides, echo=False)
-    assert len(open_study(cfg).trials) == 5 and third["best_value"] == second["best_value"]
+    assert len(study_of(overrides).trials) == 5 and third["best_value"] == second["best_value"]
 
 
 def test_a_failing_trial_is_fail_and_the_sweep_goes_on(sweep):
     cfg, overrides = sweep("sweep.n_trials=2", "optimizer=sgd", "sweep.pruner=none")
-    open_study(cfg).enqueue_trial({"optimizer.lr": 1e30})  # a loss that overflows at once
+    study_of(overrides).enqueue_trial({"optimizer.lr": 1e30})  # a loss that overflows at once
     summary = run_sweep(cfg, overrides, echo=False)
     assert summary["n_fail"] == 1 and summary["n_complete"] == 1
-    trials = open_study(cfg).trials
+    trials = study_of(overrides).trials
     assert trials[0].state == TrialState.FAIL and trials[1].state == TrialState.COMPLETE
     failed = next(r for r in trial_runs(cfg, summary["study_name"])
                   if r.data.tags["optuna_trial"] == "0")
@@ -136,7 +136,7 @@ def test_hopeless_trials_are_pruned(sweep, monkeypatch):
     summary = run_sweep(cfg, overrides, echo=False)
     # Trial 0 completes; trials 1 and 2 fall below its first epoch and are pruned at once.
     assert (summary["n_complete"], summary["n_pruned"], summary["n_fail"]) == (1, 2, 0)
-    trials = {t.number: t for t in open_study(cfg).trials}
+    trials = {t.number: t for t in study_of(overrides).trials}
     assert trials[0].state == TrialState.COMPLETE
     assert list(trials[0].intermediate_values.values()) == pytest.approx(SCRIPT[0])
     for number in (1, 2):
@@ -157,8 +157,8 @@ def test_hopeless_trials_are_pruned(sweep, monkeypatch):
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_the_trial_cleanly_and_a_resume_finishes(sweep, tiny_overrides):
-    overrides = tiny_overrides(*TINY_SWEEP, "sweep.n_trials=2", "trainer.max_epochs=30",
+def test_ctrl_c_ends_the_trial_cleanly_and_a_resume_finishes(tiny_overrides):
+    overrides = tiny_overrides(*TINY_SWEEP, "sweep.n_trials=2", "trainer.max_epochs=8",
                                "trainer.early_stopping_patience=null", "sweep.pruner=none")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.sweep", *overrides], cwd=PROJECT_ROOT,
@@ -176,14 +176,14 @@ def test_ctrl_c_ends_the_trial_cleanly_and_a_resume_finishes(sweep, tiny_overrid
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-2000:]
-    trial = open_study(cfg).trials[0]
+    trial = study_of(overrides).trials[0]
     assert trial.state == TrialState.FAIL
     run = trial_runs(cfg, "synthetic-resnet18")[0]
     assert run.info.status == "KILLED"
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.info.status == "KILLED"
 
-    cfg, overrides = sweep("sweep.n_trials=2", "sweep.pruner=none")
+    # The same command resumes it (other trial settings would be a study of their own).
     summary = run_sweep(cfg, overrides, echo=False)
     assert summary["n_complete"] == 2 and summary["n_fail"] == 1
     assert len(trial_runs(cfg, "synthetic-resnet18")) == 3
