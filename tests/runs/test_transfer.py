@@ -16,20 +16,20 @@ from pipeline.config import compose, state_dir
 from pipeline.models import build_model, describe_weights
 from pipeline.models.transfer import transfer_file
 from pipeline.runs.transfer import with_transfer
-from pipeline.study.storage import open_study
 from pipeline.sweep import main as sweep
 from pipeline.tracking.models import load_model, log_model, model_uri
 from pipeline.tracking.registry import register_champion
 from pipeline.tracking.schema import Role, Tag
 from pipeline.tracking.store import open_store
 from pipeline.training.checks import check_frozen_weights
+from tests.sweep_store import study_of
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 MODEL_NAME = "xray-transfer-test"
 
 
-def trial_runs(cfg, store) -> list:
-    study = open_study(cfg)
+def trial_runs(overrides, store) -> list:
+    study = study_of(overrides)
     return [(t, store.get_run(t.user_attrs["mlflow_run_id"])) for t in study.trials]
 
 
@@ -41,8 +41,8 @@ def test_a_sweep_starts_from_a_logged_runs_backbone_and_searches_its_freeze_dept
     assert sweep(first) == 0
     cfg = compose(first)
     store = open_store(cfg)
-    [(_, source)] = trial_runs(cfg, store)
-    assert "backbone.freeze_depth" not in open_study(cfg).trials[0].params  # random weights
+    [(_, source)] = trial_runs(first, store)
+    assert "backbone.freeze_depth" not in study_of(first).trials[0].params  # random weights
     register_champion(store, MODEL_NAME, source, {"run_id": source.info.run_id})
 
     second = tiny_overrides("trainer.max_epochs=1", "sweep.n_trials=2", "sweep.pruner=none",
@@ -52,8 +52,7 @@ def test_a_sweep_starts_from_a_logged_runs_backbone_and_searches_its_freeze_dept
     capsys.readouterr()
     assert sweep(second) == 0
     assert f"the champion is run:{source.info.run_id}" in capsys.readouterr().out
-    cfg2 = compose(second)
-    trials = trial_runs(cfg2, store)
+    trials = trial_runs(second, store)
     depths = [t.params["backbone.freeze_depth"] for t, _ in trials]
     assert max(depths) > 0, depths  # searched, and frozen stages of those weights trained
     for trial, run in trials:

@@ -16,12 +16,12 @@ from optuna.trial import TrialState
 
 from pipeline.common.errors import PipelineError
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.study.storage import open_study
 from pipeline.tracking.model_files import MANIFEST
 from pipeline.tracking.models import MODEL_PATH, load_model, model_uri
 from pipeline.tracking.registry import register_champion
 from pipeline.tracking.store import open_store
 from tests.study.test_distributed import _free_port, start_server, stop_server
+from tests.sweep_store import study_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")]
@@ -70,7 +70,7 @@ def test_a_trial_killed_mid_model_upload_is_retried_and_its_half_model_never_use
     time.sleep(3)  # past the grace period: the dead worker's trial is failed and retried
     again = sweep(overrides)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    study = open_study(cfg)
+    study = study_of(overrides)
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"]
     assert store.get_run(dead.info.run_id).info.status == "KILLED"
     [done] = [t for t in study.trials if t.state == TrialState.COMPLETE]

@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from pipeline.config import PROJECT_ROOT, compose
-from pipeline.study.storage import open_study
 from pipeline.tracking.store import tracking_uri
+from tests.sweep_store import study_of
 
 WORKERS, N_TRIALS = 3, 6
 
@@ -44,7 +44,7 @@ def test_three_workers_on_one_sqlite_storage_and_store(tiny_overrides, state_dir
         con = sqlite3.connect(state_dir / db)
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         con.close()
-    trials = open_study(cfg).get_trials()
+    trials = study_of(overrides).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * N_TRIALS
     assert sorted(t.number for t in trials) == list(range(N_TRIALS))
     client = MlflowClient(tracking_uri(cfg))
