@@ -4,7 +4,8 @@ log line reaches such a moment only by luck). Nothing happens unless the variabl
 
 Points: ``decode`` (building the decode cache), ``features`` (building a feature-cache entry),
 ``epoch`` (mid-epoch), ``log_model`` (logging a run's artifacts and model), ``select_test``
-(select_best's test evaluation), ``register`` (select_best's registration).
+(select_best's selection run half written: its values logged, its artifacts not), ``register``
+(select_best's registration).
 """
 
 from __future__ import annotations
