@@ -289,7 +289,7 @@ def _sweepers(common: list[str], tmp_path: Path, n: int) -> list[subprocess.Pope
                              text=True) for i in range(n)]
 
 
-def _one_run_per_trial(uri: str, study_name: str, trials: list) -> None:
+def _one_run_per_trial(uri: str, study_name: str, trials: list) -> dict[int, str]:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("chest-xray")
     runs = client.search_runs([exp.experiment_id], f"tags.study_name = '{study_name}'",
@@ -298,38 +298,56 @@ def _one_run_per_trial(uri: str, study_name: str, trials: list) -> None:
     children = [r for r in runs if r.data.tags.get("role") == "trial"]
     numbers = [int(r.data.tags["optuna_trial"]) for r in children]
     assert sorted(numbers) == sorted(t.number for t in trials)  # one run per trial, no more
+    return {int(r.data.tags["optuna_trial"]): r.info.run_id for r in children}
 
 
 @pytest.mark.slow
 def test_a_postgres_restart_mid_sweep_loses_nothing(postgres, mlflow_server, tiny_overrides,
                                                     tmp_path):
-    storage, name = f"{postgres}/optuna", "restart-pg"
+    storage, name, epochs = f"{postgres}/optuna", "restart-pg", 6
     common = tiny_overrides(
-        "trainer.max_epochs=4", "tracking.log_model=false", f"sweep.n_trials={N_TRIALS}",
+        f"trainer.max_epochs={epochs}", "tracking.log_model=false", f"sweep.n_trials={N_TRIALS}",
         f"sweep.storage={storage}", f"tracking.uri={mlflow_server['uri']}",
         f"sweep.study_name={name}", "sweep.pruner=none", "trainer.early_stopping_patience=null")
     workers = _sweepers(common, tmp_path, WORKERS)
-    deadline = time.time() + 300
-    while time.time() < deadline:  # a trial is writing its epochs
+    deadline, mid = time.time() + 300, []
+    while not mid and time.time() < deadline:  # a trial has written epochs, and has more to go
         try:
-            study = optuna.load_study(study_name=name, storage=storage)
-            if any(t.intermediate_values and t.state == TrialState.RUNNING
-                   for t in study.get_trials()):
-                break
+            mid = [t.number for t in optuna.load_study(study_name=name, storage=storage
+                                                       ).get_trials()
+                   if t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= 3]
         except (KeyError, Exception):  # noqa: BLE001 -- the study is not created yet
             pass
-        time.sleep(0.3)
+        time.sleep(0.2)
+    assert mid, "no trial was mid-way through its epochs"
+    began = time.time() * 1000
     restart = subprocess.run(["bash", str(SCRIPT), "restart", CLUSTERS[postgres]],
                              capture_output=True, text=True, timeout=120)
+    back = time.time() * 1000
     assert restart.returncode == 0, restart.stderr[-2000:]
     outs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0] * WORKERS, [o[-3000:] for o in outs]
+    # Each worker found its connections cut, said so, and went on through new ones.
+    for out in outs:
+        assert "the study storage lost its database connection" in out, out[-3000:]
     study = optuna.load_study(study_name=name, storage=storage)
     trials = study.get_trials()
     assert all(t.state.is_finished() for t in trials)
     assert len({t.number for t in trials}) == len(trials)
     assert N_TRIALS <= len(trials) <= N_TRIALS + WORKERS - 1
-    _one_run_per_trial(mlflow_server["uri"], name, trials)
+    runs = _one_run_per_trial(mlflow_server["uri"], name, trials)
+    # The restart landed inside a running trial: that trial's run logged an epoch before it and
+    # one after it, and the trial finished with all its epochs.
+    spanned = []
+    client = MlflowClient(mlflow_server["uri"])
+    for number in mid:
+        stamps = [m.timestamp for m in client.get_metric_history(runs[number], "val_auroc")]
+        if min(stamps) < began and max(stamps) > back:
+            spanned.append(number)
+            trial = {t.number: t for t in trials}[number]
+            assert trial.state == TrialState.COMPLETE and len(trial.intermediate_values) == epochs
+            assert len(stamps) == epochs
+    assert spanned, f"no trial of {mid} logged epochs on both sides of the restart"
 
 
 @pytest.mark.slow
