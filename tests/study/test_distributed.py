@@ -350,9 +350,26 @@ def test_a_postgres_restart_mid_sweep_loses_nothing(postgres, mlflow_server, tin
     assert spanned, f"no trial of {mid} logged epochs on both sides of the restart"
 
 
+def _unanswered_request(port: int) -> bool:
+    """A connection to the server on ``port`` holds request bytes the server has not read (an
+    established socket on its side with a non-empty receive queue, /proc/net/tcp)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            for line in fh.readlines()[1:]:
+                fields = line.split()
+                local, state, queues = fields[1], fields[3], fields[4]
+                if (int(local.rsplit(":", 1)[1], 16) == port and state == "01"
+                        and int(queues.split(":")[1], 16) > 0):
+                    return True
+    return False
+
+
 @pytest.mark.slow
-def test_a_tracking_server_restart_mid_sweep_loses_nothing(tiny_overrides, tmp_path):
-    port, name = _free_port(), "restart-mlflow"
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_a_tracking_server_restart_mid_sweep_loses_nothing(stop, tiny_overrides, tmp_path):
+    """SIGTERM: the server shuts down as it would be stopped. SIGKILL: frozen (SIGSTOP) until a
+    request of the worker waits in it unread, then killed with that request unanswered."""
+    port, name = _free_port(), f"restart-mlflow-{stop.lower()}"
     backend = f"sqlite:///{tmp_path / 'server.db'}"
     server = start_server(port, backend, tmp_path / "artifacts", tmp_path / "server.log")
     uri = f"http://127.0.0.1:{port}"
@@ -370,7 +387,17 @@ def test_a_tracking_server_restart_mid_sweep_loses_nothing(tiny_overrides, tmp_p
             if runs and client.get_metric_history(runs[0].info.run_id, "val_auroc"):
                 break
             time.sleep(0.3)
-        stop_server(server)
+        if stop == "SIGKILL":
+            os.killpg(server.pid, signal.SIGSTOP)
+            deadline = time.time() + 60  # until the worker's next request waits in the server
+            while not _unanswered_request(port) and time.time() < deadline:
+                time.sleep(0.2)
+            assert _unanswered_request(port), "no request reached the frozen server"
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+            server.log.close()
+        else:
+            stop_server(server)
         time.sleep(3)  # the worker's requests fail meanwhile, and are retried
         server = start_server(port, backend, tmp_path / "artifacts", tmp_path / "server.log")
         out = worker.communicate(timeout=600)[0]
@@ -378,8 +405,10 @@ def test_a_tracking_server_restart_mid_sweep_loses_nothing(tiny_overrides, tmp_p
         trials = optuna.load_study(study_name=name,
                                    storage=f"sqlite:///{tmp_path / 'optuna.db'}").get_trials()
         assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
-        _one_run_per_trial(uri, name, trials)
+        runs = _one_run_per_trial(uri, name, trials)  # nothing RUNNING, one run per trial
+        assert {MlflowClient(uri).get_run(r).info.status for r in runs.values()} == {"FINISHED"}
     finally:
         if worker.poll() is None:
             worker.kill()
-        stop_server(server)
+        if not server.log.closed:
+            stop_server(server)
