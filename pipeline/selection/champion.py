@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from pipeline.common.atomic import file_lock
 from pipeline.common.cli import Say
+from pipeline.common.faults import barrier
 from pipeline.data.bundle import load_data
 from pipeline.runs.context import Context
 from pipeline.selection.assessment import Assessed, assess, serve, small_test_warning
@@ -120,6 +121,7 @@ def select_champion(ctx: Context, cfg: DictConfig, overrides: Sequence[str] = ()
         tags = version_tags(winner, comp, selection_id, operating_point)
         # Two selections at once on one machine take turns to register: the second finds the
         # version the first made for the same run and points the alias at it again.
+        barrier("registry_lock")
         with file_lock(ctx.state_dir / ".registry.lock"):
             model_run = winner.candidate.run
             if model_run is None:  # the ensemble won on validation: its members as one model
