@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from pipeline.common.atomic import file_lock
 from pipeline.common.cli import Say
-from pipeline.common.faults import fault_point
+from pipeline.common.faults import barrier
 from pipeline.data.bundle import load_data
 from pipeline.runs.context import Context
 from pipeline.selection.assessment import Assessed, assess, serve, small_test_warning
@@ -23,7 +23,7 @@ from pipeline.selection.evaluation import Evaluation, evaluate_run
 from pipeline.selection.facts import gather
 from pipeline.selection.limitations import limitations
 from pipeline.selection.recipes import Recipes, recipe_row, recipes
-from pipeline.selection.record import log_selection, test_uses
+from pipeline.selection.record import selection_run, test_uses
 from pipeline.selection.report import selection_report
 from pipeline.selection.statistics import paired
 from pipeline.selection.summary import calibration_line, summary, version_tags
@@ -48,7 +48,6 @@ def contenders(store: Store, comp: Competition, cfg: DictConfig, overrides: Sequ
     evaluations = {}
     for cand in ranked:
         evaluations[cand.backbone] = evaluate_run(store, cand.run, cfg, local)
-        fault_point("select_test")
     ensemble = ensemble_of(store, comp, cfg, evaluations, local, say)
     if ensemble is not None:
         evaluations[ensemble[0].backbone] = ensemble[1]
@@ -115,22 +114,24 @@ def select_champion(ctx: Context, cfg: DictConfig, overrides: Sequence[str] = ()
                       "search_gain_test_ci_low": rec.test.delta_ci[0],
                       "search_gain_test_ci_high": rec.test.delta_ci[1],
                       "search_gain_test_p_value": rec.test.p_value})
-    selection_id = log_selection(store, cfg, comp, assessed, rows, markdown,
-                                 [*sentences, *(f"Limitation: {x}" for x in limits)], uses, extra)
-    model_name = str(cfg.select.model_name)
-    tags = version_tags(winner, comp, selection_id, operating_point)
-    # Two selections at once on one machine take turns to register: the second finds the
-    # version the first made for the same run and points the alias at it again.
-    with file_lock(ctx.state_dir / ".registry.lock"):
-        model_run = winner.candidate.run
-        if model_run is None:  # the ensemble won on validation: its members as one model
-            model_run = register_run(store, comp, winner.candidate, winner.evaluation)
-            tags[VersionTag.RUN_ID] = model_run.info.run_id
-            tags[VersionTag.MEMBERS] = winner.candidate.run_id
-        version = register_champion(store, model_name, model_run, tags)
-    store.log(selection_id, tags={Tag.MODEL_VERSION: version})
-    report = selection_report(ctx, cfg, comp, assessed, rows, sentences, facts, limits)
-    store.log_artifact(selection_id, report)
+    with selection_run(store, cfg, comp, assessed, rows, markdown,
+                       [*sentences, *(f"Limitation: {x}" for x in limits)], uses,
+                       extra) as selection_id:
+        model_name = str(cfg.select.model_name)
+        tags = version_tags(winner, comp, selection_id, operating_point)
+        # Two selections at once on one machine take turns to register: the second finds the
+        # version the first made for the same run and points the alias at it again.
+        barrier("registry_lock")
+        with file_lock(ctx.state_dir / ".registry.lock"):
+            model_run = winner.candidate.run
+            if model_run is None:  # the ensemble won on validation: its members as one model
+                model_run = register_run(store, comp, winner.candidate, winner.evaluation)
+                tags[VersionTag.RUN_ID] = model_run.info.run_id
+                tags[VersionTag.MEMBERS] = winner.candidate.run_id
+            version = register_champion(store, model_name, model_run, tags)
+        store.log(selection_id, tags={Tag.MODEL_VERSION: version})
+        report = selection_report(ctx, cfg, comp, assessed, rows, sentences, facts, limits)
+        store.log_artifact(selection_id, report)
     say("\n" + markdown)
     for sentence in sentences:
         say(sentence)

@@ -4,18 +4,20 @@ champion's reliability diagram."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from pipeline.common.faults import fault_point
 from pipeline.evidence.calibration import reliability_diagram
 from pipeline.evidence.metrics import nll
 from pipeline.selection.assessment import Assessed
 from pipeline.selection.comparison import to_csv
 from pipeline.selection.competition import Competition
-from pipeline.tracking.schema import Role
+from pipeline.tracking.schema import FINISHED, RUNNING, Role
 from pipeline.tracking.search import where
 from pipeline.tracking.store import Store
 from pipeline.training.reports import write_reports
@@ -48,17 +50,23 @@ def selection_metrics(item: Assessed, metric: str) -> dict[str, float]:
 
 
 def test_uses(store: Store, comp: Competition) -> int:
-    """Selections already made on this data (each tested its split): this one is the next."""
-    return store.count(where(role=Role.SELECTION, data_fingerprint=comp.fingerprint)) + 1
+    """Selections made (FINISHED) or under way (RUNNING) on this data, each of which tested its
+    split: this one is the next. One killed or failed before its run was complete (KILLED,
+    FAILED) is not counted: it registered nothing, and the same command run again makes it."""
+    return sum(store.count(where(status, role=Role.SELECTION, data_fingerprint=comp.fingerprint))
+               for status in (FINISHED, RUNNING)) + 1
 
 
-def log_selection(
+@contextlib.contextmanager
+def selection_run(
     store: Store, cfg: DictConfig, comp: Competition, assessed: Sequence[Assessed],
     rows: list[dict], markdown: str, sentences: Sequence[str], uses: int,
     extra: dict[str, float],
-) -> str:
-    """One run: the champion's values unprefixed, every model's as ``<backbone>.<name>``, and
-    ``extra`` (the replicate count, the search gain on test)."""
+) -> Iterator[str]:
+    """One run, its id yielded: the champion's values unprefixed, every model's as
+    ``<backbone>.<name>``, and ``extra`` (the replicate count, the search gain on test). It stays
+    open while the caller registers the champion and logs the report, so a selection that dies
+    before then is never FINISHED (nor counted by ``test_uses``)."""
     winner = assessed[0]
     with store.open_run(
         Role.SELECTION, name=f"select-{comp.dataset}", dataset=comp.dataset,
@@ -79,10 +87,11 @@ def log_selection(
         params["candidates"] = ",".join(f"{a.candidate.key}:{a.candidate.run_id}"
                                         for a in assessed)
         store.log(run.id, metrics=metrics, params=params)
+        fault_point("select_test")  # half written: its values logged, its artifacts not
         with tempfile.TemporaryDirectory() as tmp:
             write_artifacts(Path(tmp), assessed, rows, markdown, sentences)
             store.log_artifacts(run.id, tmp)
-    return run.id
+        yield run.id
 
 
 def write_artifacts(out: Path, assessed: Sequence[Assessed], rows: list[dict], markdown: str,

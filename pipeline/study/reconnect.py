@@ -14,6 +14,7 @@ from typing import Any
 
 from optuna.exceptions import StorageInternalError
 from optuna.storages import RDBStorage
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.common.sqlite import locked
@@ -57,7 +58,19 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class ReconnectingRDBStorage(RDBStorage):
-    """RDBStorage whose every public call retries across a lost database connection."""
+    """RDBStorage whose every public call retries across a lost database connection, and says
+    when it finds one lost (the pool's pre-ping replaces an idle one without a word)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        event.listen(self.engine, "handle_error", _say_lost)
+
+
+def _say_lost(context: Any) -> None:
+    """A lost connection, found by a statement or by the pool's pre-ping: one line."""
+    if context.is_disconnect:
+        log.warning("the study storage lost its database connection (%s): reconnecting",
+                    str(context.original_exception).splitlines()[0][:120])
 
 
 for _name in dir(RDBStorage):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.common.errors import PipelineError
-from pipeline.common.faults import fault_point
+from pipeline.common.faults import fault_point, pause
 from pipeline.tracking.model_files import MANIFEST
 from pipeline.tracking.models import MODEL_PATH, model_uri
 from pipeline.tracking.schema import VersionTag
@@ -39,6 +39,7 @@ def register_champion(store: Store, model_name: str, run: Any, tags: Mapping[Ver
     existing = mlflow_client.search_model_versions(
         f"name = {quote(model_name)} AND run_id = {quote(run_id)}", max_results=1
     )
+    pause("register_search")  # tests hold the window between the search and the create open
     if existing:
         version = existing[0]
     else:

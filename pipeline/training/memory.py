@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gc
+import logging
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def free_memory() -> None:
@@ -18,4 +21,15 @@ def free_memory() -> None:
     gc.collect()
     gc.freeze()
     if torch.cuda.is_available():
+        release_cuda_cache()
+
+
+def release_cuda_cache() -> None:
+    """Return cached CUDA blocks. After a real CUDA error (an illegal memory access) the context
+    is broken and this raises too: a warning, so the trial's own error is the one reported. Only
+    a GPU can raise it for real; the tests make it raise."""
+    try:
         torch.cuda.empty_cache()
+    except Exception as exc:  # noqa: BLE001 -- any CUDA failure; the trial's error comes first
+        log.warning("could not free CUDA memory after the training (%s: %s)",
+                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")

@@ -290,7 +290,7 @@ def _sweepers(common: list[str], tmp_path: Path, n: int) -> list[subprocess.Pope
                              text=True) for i in range(n)]
 
 
-def _one_run_per_trial(uri: str, study_name: str, trials: list) -> None:
+def _one_run_per_trial(uri: str, study_name: str, trials: list) -> dict[int, str]:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("chest-xray")
     runs = client.search_runs([exp.experiment_id], f"tags.study_name = '{study_name}'",
@@ -299,43 +299,78 @@ def _one_run_per_trial(uri: str, study_name: str, trials: list) -> None:
     children = [r for r in runs if r.data.tags.get("role") == "trial"]
     numbers = [int(r.data.tags["optuna_trial"]) for r in children]
     assert sorted(numbers) == sorted(t.number for t in trials)  # one run per trial, no more
+    return {int(r.data.tags["optuna_trial"]): r.info.run_id for r in children}
 
 
 @pytest.mark.slow
 def test_a_postgres_restart_mid_sweep_loses_nothing(postgres, mlflow_server, tiny_overrides,
                                                     tmp_path):
-    storage, name = f"{postgres}/optuna", "restart-pg"
+    storage, name, epochs = f"{postgres}/optuna", "restart-pg", 6
     common = tiny_overrides(
-        "trainer.max_epochs=4", "tracking.log_model=false", f"sweep.n_trials={N_TRIALS}",
+        f"trainer.max_epochs={epochs}", "tracking.log_model=false", f"sweep.n_trials={N_TRIALS}",
         f"sweep.storage={storage}", f"tracking.uri={mlflow_server['uri']}",
         f"sweep.study_name={name}", "sweep.pruner=none", "trainer.early_stopping_patience=null")
     workers = _sweepers(common, tmp_path, WORKERS)
-    deadline = time.time() + 300
-    while time.time() < deadline:  # a trial is writing its epochs
+    deadline, mid = time.time() + 300, []
+    while not mid and time.time() < deadline:  # a trial has written epochs, and has more to go
         try:
-            study = optuna.load_study(study_name=name, storage=storage)
-            if any(t.intermediate_values and t.state == TrialState.RUNNING
-                   for t in study.get_trials()):
-                break
+            mid = [t.number for t in optuna.load_study(study_name=name, storage=storage
+                                                       ).get_trials()
+                   if t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= 3]
         except (KeyError, Exception):  # noqa: BLE001 -- the study is not created yet
             pass
-        time.sleep(0.3)
+        time.sleep(0.2)
+    assert mid, "no trial was mid-way through its epochs"
+    began = time.time() * 1000
     restart = subprocess.run(["bash", str(SCRIPT), "restart", CLUSTERS[postgres]],
                              capture_output=True, text=True, timeout=120)
+    back = time.time() * 1000
     assert restart.returncode == 0, restart.stderr[-2000:]
     outs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0] * WORKERS, [o[-3000:] for o in outs]
+    # Each worker found its connections cut, said so, and went on through new ones.
+    for out in outs:
+        assert "the study storage lost its database connection" in out, out[-3000:]
     study = optuna.load_study(study_name=name, storage=storage)
     trials = study.get_trials()
     assert all(t.state.is_finished() for t in trials)
     assert len({t.number for t in trials}) == len(trials)
     assert N_TRIALS <= len(trials) <= N_TRIALS + WORKERS - 1
-    _one_run_per_trial(mlflow_server["uri"], name, trials)
+    runs = _one_run_per_trial(mlflow_server["uri"], name, trials)
+    # The restart landed inside a running trial: that trial's run logged an epoch before it and
+    # one after it, and the trial finished with all its epochs.
+    spanned = []
+    client = MlflowClient(mlflow_server["uri"])
+    for number in mid:
+        stamps = [m.timestamp for m in client.get_metric_history(runs[number], "val_auroc")]
+        if min(stamps) < began and max(stamps) > back:
+            spanned.append(number)
+            trial = {t.number: t for t in trials}[number]
+            assert trial.state == TrialState.COMPLETE and len(trial.intermediate_values) == epochs
+            assert len(stamps) == epochs
+    assert spanned, f"no trial of {mid} logged epochs on both sides of the restart"
+
+
+def _unanswered_request(port: int) -> bool:
+    """A connection to the server on ``port`` holds request bytes the server has not read (an
+    established socket on its side with a non-empty receive queue, /proc/net/tcp)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            for line in fh.readlines()[1:]:
+                fields = line.split()
+                local, state, queues = fields[1], fields[3], fields[4]
+                if (int(local.rsplit(":", 1)[1], 16) == port and state == "01"
+                        and int(queues.split(":")[1], 16) > 0):
+                    return True
+    return False
 
 
 @pytest.mark.slow
-def test_a_tracking_server_restart_mid_sweep_loses_nothing(tiny_overrides, tmp_path):
-    port, name = _free_port(), "restart-mlflow"
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_a_tracking_server_restart_mid_sweep_loses_nothing(stop, tiny_overrides, tmp_path):
+    """SIGTERM: the server shuts down as it would be stopped. SIGKILL: frozen (SIGSTOP) until a
+    request of the worker waits in it unread, then killed with that request unanswered."""
+    port, name = _free_port(), f"restart-mlflow-{stop.lower()}"
     backend = f"sqlite:///{tmp_path / 'server.db'}"
     server = start_server(port, backend, tmp_path / "artifacts", tmp_path / "server.log")
     uri = f"http://127.0.0.1:{port}"
@@ -353,7 +388,17 @@ def test_a_tracking_server_restart_mid_sweep_loses_nothing(tiny_overrides, tmp_p
             if runs and client.get_metric_history(runs[0].info.run_id, "val_auroc"):
                 break
             time.sleep(0.3)
-        stop_server(server)
+        if stop == "SIGKILL":
+            os.killpg(server.pid, signal.SIGSTOP)
+            deadline = time.time() + 60  # until the worker's next request waits in the server
+            while not _unanswered_request(port) and time.time() < deadline:
+                time.sleep(0.2)
+            assert _unanswered_request(port), "no request reached the frozen server"
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+            server.log.close()
+        else:
+            stop_server(server)
         time.sleep(3)  # the worker's requests fail meanwhile, and are retried
         server = start_server(port, backend, tmp_path / "artifacts", tmp_path / "server.log")
         out = worker.communicate(timeout=600)[0]
@@ -361,8 +406,10 @@ def test_a_tracking_server_restart_mid_sweep_loses_nothing(tiny_overrides, tmp_p
         trials = optuna.load_study(study_name=name,
                                    storage=f"sqlite:///{tmp_path / 'optuna.db'}").get_trials()
         assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
-        _one_run_per_trial(uri, name, trials)
+        runs = _one_run_per_trial(uri, name, trials)  # nothing RUNNING, one run per trial
+        assert {MlflowClient(uri).get_run(r).info.status for r in runs.values()} == {"FINISHED"}
     finally:
         if worker.poll() is None:
             worker.kill()
-        stop_server(server)
+        if not server.log.closed:
+            stop_server(server)

@@ -22,8 +22,10 @@ from pipeline.config import PROJECT_ROOT, compose
 from pipeline.study.budget import progress
 from pipeline.study.storage import make_storage
 from pipeline.tracking.store import tracking_uri
+from pipeline.training import memory
 from pipeline.training.module import ChestXrayModule
 from tests.sweep_store import run_sweep, study_of, trial_runs
+from tests.training.broken_cuda import broken_cuda
 
 STUDY = "synthetic-resnet18"
 
@@ -126,6 +128,9 @@ def test_out_of_memory_and_cuda_errors_fail_one_trial_each_and_the_next_starts_c
         lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
         lambda: RuntimeError("CUDA error: an illegal memory access was encountered"),
     ]
+    # After a real CUDA error, freeing the cache raises too (a GPU's broken context; made to
+    # raise here, on every trial): each trial still fails with its own error, the next runs.
+    monkeypatch.setattr(memory, "torch", broken_cuda())
     real_step = ChestXrayModule.training_step
     trained: list[tuple[weakref.ref, weakref.ref]] = []  # each trial's module and network
     alive_at_start: list[list[bool]] = []

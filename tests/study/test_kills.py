@@ -4,6 +4,7 @@ numbered twice, and no torn cache entry is read."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -77,16 +78,31 @@ def store(tmp_path_factory):
     return sweep_store(tmp_path_factory.mktemp("sweep"))
 
 
+def selections(store, name: str) -> list:
+    return store.client.search_runs([store.experiment_id],
+                                    f"tags.role = 'selection' AND tags.model_name = '{name}'")
+
+
 @pytest.mark.parametrize("fault", ["select_test", "register"])
 def test_select_best_killed_mid_test_or_mid_registration_completes_when_run_again(store, fault):
     name = f"xray-kill-{fault}"
     args = [*store.overrides, "select.bootstrap=100", f"select.model_name={name}"]
+    done_before = store.client.search_runs(
+        [store.experiment_id], f"tags.role = 'selection' AND tags.data_fingerprint = "
+        f"'{store.fingerprint}' AND attributes.status = 'FINISHED'")
     killed = subprocess.run([sys.executable, "-m", "pipeline.select_best", *args],
                             cwd=PROJECT_ROOT, env=dict(ENV, PIPELINE_FAULT=fault),
                             capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     client = store.client
+    (half,) = selections(store, name)
+    assert half.info.status == "RUNNING"  # its process died with it open
+    artifacts = {a.path for a in client.list_artifacts(half.info.run_id)}
+    if fault == "select_test":  # half written: its values logged, its artifacts not
+        assert half.data.metrics["test_uses"] == len(done_before) + 1 and artifacts == set()
+        assert client.search_model_versions(f"name = '{name}'") == []
     if fault == "register":  # the version exists, its alias not yet: never half registered
+        assert "comparison.md" in artifacts
         versions = client.search_model_versions(f"name = '{name}'")
         assert len(versions) == 1 and not versions[0].aliases
     again = run_module("pipeline.select_best", *args)
@@ -97,6 +113,16 @@ def test_select_best_killed_mid_test_or_mid_registration_completes_when_run_agai
     assert champion.tags["run_id"] == champion.run_id  # fully tagged before the alias moved
     assert client.get_run(champion.run_id).info.status == "FINISHED"
     nothing_left_running(store.cfg)
+    # The killed selection is closed KILLED and not counted as a use of the test split: the
+    # same command made that selection, once.
+    runs = {r.info.run_id: r for r in selections(store, name)}
+    dead = runs.pop(half.info.run_id)
+    assert dead.info.status == "KILLED" and "died before the run ended" in dead.data.tags["error"]
+    (made,) = runs.values()
+    assert made.info.status == "FINISHED"
+    assert made.data.tags["test_uses"] == str(len(done_before) + 1)
+    assert json.loads(again.stdout.strip().splitlines()[-1])["test_uses"] == len(done_before) + 1
+    assert champion.tags["selection_run_id"] == made.info.run_id
 
 
 def test_a_rerun_killed_mid_epoch_completes_when_run_again(store):
