@@ -17,7 +17,7 @@ from pipeline.evidence.metrics import nll
 from pipeline.selection.assessment import Assessed
 from pipeline.selection.comparison import to_csv
 from pipeline.selection.competition import Competition
-from pipeline.tracking.schema import FINISHED, RUNNING, Role
+from pipeline.tracking.schema import Role
 from pipeline.tracking.search import where
 from pipeline.tracking.store import Store
 from pipeline.training.reports import write_reports
@@ -50,11 +50,10 @@ def selection_metrics(item: Assessed, metric: str) -> dict[str, float]:
 
 
 def test_uses(store: Store, comp: Competition) -> int:
-    """Selections made (FINISHED) or under way (RUNNING) on this data, each of which tested its
-    split: this one is the next. One killed or failed before its run was complete (KILLED,
-    FAILED) is not counted: it registered nothing, and the same command run again makes it."""
-    return sum(store.count(where(status, role=Role.SELECTION, data_fingerprint=comp.fingerprint))
-               for status in (FINISHED, RUNNING)) + 1
+    """Selection runs on this data, each of which tested its split before its run was opened:
+    this one is the next. One killed or failed half way counts too (its test results may have
+    been printed and seen): a use of the test split is a use, however the selection ended."""
+    return store.count(where(role=Role.SELECTION, data_fingerprint=comp.fingerprint)) + 1
 
 
 @contextlib.contextmanager
@@ -66,7 +65,7 @@ def selection_run(
     """One run, its id yielded: the champion's values unprefixed, every model's as
     ``<backbone>.<name>``, and ``extra`` (the replicate count, the search gain on test). It stays
     open while the caller registers the champion and logs the report, so a selection that dies
-    before then is never FINISHED (nor counted by ``test_uses``)."""
+    before then is never FINISHED (though counted by ``test_uses``: it had tested the split)."""
     winner = assessed[0]
     with store.open_run(
         Role.SELECTION, name=f"select-{comp.dataset}", dataset=comp.dataset,
