@@ -62,8 +62,7 @@ def bench_cv(state: Path, profile: Profile) -> dict[str, Any]:
 
 def _folds_trained(trial: Any, max_epochs: int, folds: int) -> int:
     """Folds a trial trained: all of a complete one, a pruned one's up to its last report."""
-    from pipeline.study.fold_pruning import folds_reached
-
     if folds == 1 or trial.state.name == "COMPLETE":
         return folds
-    return max(1, folds_reached(trial, max_epochs))
+    last = max(trial.intermediate_values, default=-1)
+    return 1 + max(0, last - max_epochs) if last >= max_epochs else 1

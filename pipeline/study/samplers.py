@@ -6,8 +6,6 @@ import numpy as np
 import optuna
 from omegaconf import DictConfig
 
-from pipeline.study.fold_pruning import FoldPruner
-
 
 def make_sampler(cfg: DictConfig, worker: int = 0, conditional: bool = False,
                  resumed_at: int = 0) -> optuna.samplers.BaseSampler:
@@ -32,15 +30,33 @@ def make_sampler(cfg: DictConfig, worker: int = 0, conditional: bool = False,
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
-    """``sweep.pruner`` over the epochs; with ``sweep.cv_folds`` above 1, every fold's epochs
-    and ends are judged by the trial's running mean too (see study.fold_pruning)."""
+    """``sweep.pruner`` over the epochs; with ``sweep.cv_folds`` above 1, the folds after the
+    first are judged by their running mean (see FoldPruner)."""
     epochs = _epoch_pruner(cfg)
     folds = int(cfg.objective.get("cv_folds", 1) or 1)
     if folds < 2 or str(cfg.sweep.pruner) == "none":
         return epochs
     return FoldPruner(epochs, int(cfg.trainer.max_epochs),
-                      float(cfg.sweep.get("cv_keep_percentile", 25.0)),
-                      int(cfg.sweep.pruner_warmup_epochs))
+                      float(cfg.sweep.get("cv_keep_percentile", 25.0)))
+
+
+class FoldPruner(optuna.pruners.BasePruner):
+    """A cross-validated study's pruner: the first fold's epochs (steps below ``first_step``)
+    by the sweep's pruner, as a single split's; each fold's running mean (steps from
+    ``first_step``) kept only in the best ``keep`` percent of the trials that reached that fold,
+    against one complete trial at least. Optuna's WilcoxonPruner cannot reject with five paired
+    folds before the last one, and a median rule lets half the trials train every fold."""
+
+    def __init__(self, epochs: optuna.pruners.BasePruner, first_step: int, keep: float):
+        self.epochs = epochs
+        self.first_step = first_step
+        self.folds = optuna.pruners.PercentilePruner(keep, n_startup_trials=1, n_warmup_steps=0)
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is not None and step >= self.first_step:
+            return self.folds.prune(study, trial)
+        return self.epochs.prune(study, trial)
 
 
 def _epoch_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
