@@ -36,6 +36,7 @@ def bench_cv(state: Path, profile: Profile) -> dict[str, Any]:
     wall: dict[int, float] = {}
     best: dict[int, float | None] = {}
     fits: dict[int, int] = {}
+    epochs: dict[int, int] = {}  # epochs trained, all folds: the cost without the machine's load
     ctx = None
     for folds in (1, profile.cv_folds):
         run = [*overrides, f"sweep.cv_folds={folds}", f"sweep.study_name=bench-cv-{folds}"]
@@ -49,6 +50,7 @@ def bench_cv(state: Path, profile: Profile) -> dict[str, Any]:
         study = optuna.load_study(study_name=summary["study_name"], storage=storage_url(cfg))
         fits[folds] = sum(_folds_trained(t, int(cfg.trainer.max_epochs), folds)
                           for t in study.trials)
+        epochs[folds] = sum(int(t.user_attrs.get("epochs", 0)) for t in study.trials)
         say(f"cv_folds={folds}: {wall[folds]:.1f} s, {fits[folds]} fits, "
             f"{summary['n_pruned']} pruned, best {best[folds]}")
     k = profile.cv_folds
@@ -56,6 +58,7 @@ def bench_cv(state: Path, profile: Profile) -> dict[str, Any]:
         "cv_cost": wall[k] / wall[1],
         "details": {"folds": k, "trials": profile.cv_trials, "single_s": wall[1],
                     "cv_s": wall[k], "fits_single": fits[1], "fits_cv": fits[k],
+                    "epochs_single": epochs[1], "epochs_cv": epochs[k],
                     "naive_cost": float(k), "best_single": best[1], "best_cv": best[k]},
     }
 

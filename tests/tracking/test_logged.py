@@ -38,7 +38,7 @@ def test_an_older_logged_config_names_the_keys_it_lacks_and_takes_them_as_overri
     local = local_config(Logged("old-run", OmegaConf.create(old)), here, given)
     assert local.trainer._target_ == "lightning.pytorch.Trainer"
     assert (local.objective.metric, local.objective.direction) == ("val_loss", "minimize")
-    assert local.trainer.max_epochs == 3 and local.dataset.num_images == 600
+    assert local.trainer.max_epochs == 3 and local.dataset.num_images == 200
 
 
 @pytest.mark.parametrize(
