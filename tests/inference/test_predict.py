@@ -107,7 +107,7 @@ def test_predict_with_a_run_id_uses_that_runs_model(store, images, capsys):
     run_id = store.trials["mobilenet_v2"][1]
     assert main([*images["good"], "--model", run_id, store.overrides[0]]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
-    model = load_model(model_uri(store.client.get_run(run_id)))
+    model = load_model(model_uri(store.client.get_run(run_id)), store.tracking.uri)
     pixels = np.stack([decode_image(p, model.image_size) for p in images["good"]])
     expected = model.predict(torch.from_numpy(pixels)).numpy()
     got = np.array([list(line["probabilities"].values()) for line in lines])
@@ -120,7 +120,7 @@ def test_the_champion_is_served_with_its_stored_temperature_and_threshold(store,
     probabilities scaled by the temperature, then the label at the threshold on that scale."""
     run = store.client.get_run(store.trials["mobilenet_v2"][0])
     name = f"{MODEL_NAME}-calibrated"
-    model = load_model(model_uri(run))
+    model = load_model(model_uri(run), store.tracking.uri)
     pixels = torch.from_numpy(np.stack([decode_image(p, 32) for p in images["good"]]))
     raw = model.predict(pixels).numpy()
     served = scaled(raw, 2.5)
@@ -162,7 +162,7 @@ def test_without_a_champion_or_with_an_unknown_run_the_message_says_what_to_do(s
 
 def test_the_rebuilt_network_is_the_logged_model(store, images):
     run_id = store.trials["resnet18"][0]
-    model = load_model(model_uri(store.client.get_run(run_id)))
+    model = load_model(model_uri(store.client.get_run(run_id)), store.tracking.uri)
     net = rebuild_net(read_logged(store.tracking, run_id).config, model)
     pixels = torch.from_numpy(np.stack([decode_image(p, 32) for p in images["good"]]))
     with torch.no_grad():

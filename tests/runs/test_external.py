@@ -56,7 +56,7 @@ def test_a_model_is_scored_on_another_dataset_through_a_label_map(store, kermany
     assert low <= last["metrics"]["auroc"] <= high
 
     run = store.client.get_run(store.trials["resnet18"][0])
-    model = load_model(model_uri(run))
+    model = load_model(model_uri(run), store.tracking.uri)
     files = sorted(p for p in kermany_like.rglob("*") if p.is_file())
     x = torch.from_numpy(np.stack([decode_image(p, model.image_size) for p in files]))
     probs = model.predict(x).numpy()

@@ -37,12 +37,13 @@ from pipeline.selection.champion import data_overrides, select_champion
 from pipeline.selection.competition import competition
 from pipeline.selection.statistics import holm
 from pipeline.tracking.models import load_model
+from pipeline.tracking.store import tracking_uri
 from tests.sweep_store import BACKBONES, RECIPE, run_module, sweep_store
 
 
-def served(uri: str):
-    """A logged model as a function of images: its (unscaled) probabilities."""
-    return load_model(uri).predict
+def served(store, uri: str):
+    """A logged model of ``store`` as a function of images: its (unscaled) probabilities."""
+    return load_model(uri, tracking_uri(store.cfg)).predict
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -162,7 +163,7 @@ def test_test_metrics_at_the_validation_threshold_match_scikit_learn(store, sele
         # Each model is tested as it would be served: its network's probabilities scaled by
         # the temperature fitted on its own validation predictions (never on test), and the
         # threshold youden's J picks on those scaled validation predictions.
-        model = served(f"runs:/{row['run_id']}/model")
+        model = served(store, f"runs:/{row['run_id']}/model")
         local = store.client.download_artifacts(row["run_id"], "val_predictions.csv")
         val = pd.read_csv(local)
         val_probs = val[[f"p_{c}" for c in bundle.classes]].to_numpy()
@@ -221,8 +222,8 @@ def test_the_registry_alias_points_at_the_champion(store, selected):
     assert version.tags["temperature_scope"] == "network"
     assert version.tags["threshold_scale"] == "calibrated"
     x = torch.randint(0, 256, (3, 1, 32, 32)).float()
-    registered = served(f"models:/{summary['model_name']}@champion")(x)
-    logged = served(f"runs:/{summary['champion_run_id']}/model")(x)
+    registered = served(store, f"models:/{summary['model_name']}@champion")(x)
+    logged = served(store, f"runs:/{summary['champion_run_id']}/model")(x)
     assert torch.equal(registered, logged)
 
 
@@ -374,7 +375,7 @@ def test_an_ensemble_row_is_the_mean_of_the_best_trials(store):
     images = torch.from_numpy(np.asarray(bundle.images[bundle.indices("test")])).unsqueeze(1)
     # Served as a backbone is: each member's probabilities scaled by the ensemble's
     # temperature, then averaged.
-    probs = np.mean([scaled(served(f"runs:/{m.info.run_id}/model")(
+    probs = np.mean([scaled(served(store, f"runs:/{m.info.run_id}/model")(
         images.float()).detach().numpy(), row["temperature"]) for m in members], axis=0)
     pos = bundle.classes.index(bundle.positive_class)
     truth = bundle.labels[bundle.indices("test")] == pos
@@ -413,7 +414,7 @@ def test_an_ensemble_that_wins_on_validation_is_registered_and_predicts(store, m
     x = torch.from_numpy(decode_image(str(image), 32)).float()[None, None]
     temperature = float(version.tags["temperature"])
     assert line["temperature"] == pytest.approx(temperature)
-    expected = np.mean([scaled(served(f"runs:/{i}/model")(x).detach().numpy(),
+    expected = np.mean([scaled(served(store, f"runs:/{i}/model")(x).detach().numpy(),
                                temperature)[0] for i in version.tags["members"].split("+")],
                        axis=0)
     np.testing.assert_allclose(list(line["probabilities"].values()), expected, atol=1e-5)

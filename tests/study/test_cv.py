@@ -81,7 +81,8 @@ def test_a_cv_trial_is_one_run_whose_objective_is_the_mean_of_its_folds(cv_study
         held_by = dict(zip(oof["file"], oof["fold"], strict=True))
         folds_of = fold_of_rows(bundle, 3, int(cfg.dataset.seed))
         assert all(held_by[bundle.files[r]] == folds_of[r] for r in pool)
-    model = load_model(model_uri(runs[0]))  # the fold models, as one mean-probability model
+    # The fold models, as one mean-probability model.
+    model = load_model(model_uri(runs[0]), tracking_uri(cfg))
     assert len(model.module.state_dict()) > 0
     x = np.asarray(bundle.images[bundle.indices("test")[:4]])
     probs = model.predict(torch.from_numpy(x)).numpy()
@@ -116,7 +117,7 @@ def test_a_cv_champion_is_calibrated_per_fold_network_and_served_so(cv_study, tm
     threshold = choose_threshold(scaled(val, temperature), oof["label"].to_numpy(), positive,
                                  "youden")
     assert calibration["threshold"] == pytest.approx(threshold)
-    model = load_model(model_uri(client.get_run(summary["champion_run_id"])))
+    model = load_model(model_uri(client.get_run(summary["champion_run_id"])), tracking_uri(cfg))
     rows = bundle.indices("test")
     networks = model.network_probabilities(torch.from_numpy(np.asarray(bundle.images[rows])))
     served = Calibration(temperature).probabilities(networks.numpy())

@@ -22,9 +22,9 @@ from pipeline.tracking.models import load_model
 from pipeline.tracking.store import tracking_uri
 
 
-def served(uri: str):
-    """A logged model as a function of images: its (unscaled) probabilities."""
-    return load_model(uri).predict
+def served(uri: str, cfg) -> object:
+    """A logged model of ``cfg``'s store as a function of images: its (unscaled) probabilities."""
+    return load_model(uri, tracking_uri(cfg)).predict
 
 EPOCH_METRICS = [
     "train_loss",
@@ -86,7 +86,7 @@ def test_a_training_logs_metrics_artifacts_and_a_model_that_predicts_the_same(ti
     assert {"test_confusion_matrix.png", "test_classification_report.json"} <= artifacts
 
     # The logged model reloads and gives the probabilities behind the logged val_auroc.
-    model = served(f"runs:/{result.run_id}/model")
+    model = served(f"runs:/{result.run_id}/model", cfg)
     bundle = load_data(cfg)
     data = ChestXrayDataModule.from_config(cfg, bundle)
     xs, ys = zip(*data.val_dataloader(), strict=True)
