@@ -124,6 +124,28 @@ def allow_pickle(cfg: DictConfig) -> bool:
     return bool(cfg.tracking.get("allow_pickle", False))
 
 
+def registered_source(uri: str, tracking_uri: str | None) -> str:
+    """A ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` URI as the artifact URI of
+    that version in the registry of ``tracking_uri``. MLflow resolves ``models:/`` against the
+    process-wide registry URI whatever store is passed (its own note in models_artifact_repo),
+    so a command could read another store's champion; any other URI is returned as it is."""
+    if not uri.startswith("models:/") or tracking_uri is None:
+        return uri
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    head, _, rest = uri.removeprefix("models:/").partition("/")
+    if "@" not in head and not rest:  # models:/<logged model id>: the tracking store's own
+        return uri
+    if "@" in head:
+        name, alias = head.split("@", 1)
+        version = client.get_model_version_by_alias(name, alias).version
+    else:
+        name, (version, _, rest) = head, rest.partition("/")
+    source = client.get_model_version_download_uri(name, version)
+    return f"{source.rstrip('/')}/{rest}" if rest else source
+
+
 def download(uri: str, folder: Path, tracking_uri: str | None) -> Path:
     """The model folder at ``uri`` copied into ``folder`` (nothing in it is read yet)."""
     import mlflow
@@ -131,8 +153,8 @@ def download(uri: str, folder: Path, tracking_uri: str | None) -> Path:
 
     try:
         return Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=str(folder), tracking_uri=tracking_uri,
-            registry_uri=tracking_uri))
+            artifact_uri=registered_source(uri, tracking_uri), dst_path=str(folder),
+            tracking_uri=tracking_uri, registry_uri=tracking_uri))
     except (MlflowException, OSError) as exc:
         raise PipelineError(f"cannot load the model at {uri}: {one_line(exc)}") from exc
 

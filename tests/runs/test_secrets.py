@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import optuna
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
@@ -49,6 +50,7 @@ def test_a_storage_password_is_in_no_param_artifact_tag_or_output(tiny_overrides
 def test_the_study_runs_command_tag_hides_the_password():
     overrides = [f"sweep.storage={STORAGE}", "sweep.n_trials=2"]
     cfg = compose(overrides)
-    tags = study_tags(cfg, load_space(str(cfg.sweep.space), cfg), "fp", "name", overrides)
+    study = optuna.create_study(study_name="name")  # in memory: the tag needs no storage
+    tags = study_tags(cfg, load_space(str(cfg.sweep.space), cfg), "fp", study, overrides)
     assert tags[Tag.COMMAND] == ("python -m pipeline.sweep sweep.storage=postgresql://sweeper:***"
                                  "@127.0.0.1:9/optuna sweep.n_trials=2")
