@@ -8,6 +8,7 @@ import os
 import subprocess
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from pipeline.common.launch import expand
@@ -21,6 +22,7 @@ def make(*args: str) -> subprocess.CompletedProcess[str]:
                           env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_shell_metacharacter_arrives_as_a_literal(tmp_path):
     planted = [tmp_path / f"planted{i}" for i in range(5)]
     proc = make(
@@ -38,6 +40,7 @@ def test_a_shell_metacharacter_arrives_as_a_literal(tmp_path):
     assert f"run 'x; touch {planted[4]}'" in proc.stderr  # the id as given, in its error
 
 
+@pytest.mark.slow
 def test_a_folder_with_a_space_in_its_name_is_described(tmp_path):
     root = tmp_path / "chest x-rays; 2024"
     rng = np.random.default_rng(0)

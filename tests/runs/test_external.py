@@ -42,6 +42,7 @@ def evaluate(store, root, *more):
                       "select.bootstrap=100", *more)
 
 
+@pytest.mark.slow
 def test_a_model_is_scored_on_another_dataset_through_a_label_map(store, kermany_like):
     proc = evaluate(store, kermany_like, "evaluate.label_map={pneumonia: normal}")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -32,6 +32,7 @@ def reruns_of(store, run_id: str) -> list:
         [store.experiment_id], f"tags.role = 'rerun' AND tags.rerun_of = '{run_id}'")
 
 
+@pytest.mark.slow
 def test_a_rerun_on_cpu_repeats_every_logged_metric_exactly(store):
     original_id = store.trials["mobilenet_v2"][0]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -128,6 +129,7 @@ def test_a_logged_config_is_used_as_logged_and_a_key_it_lacks_is_named(store, tm
     assert reruns_of(store, run.id) == []  # said before anything was trained
 
 
+@pytest.mark.slow
 def test_a_logged_target_outside_the_list_is_refused_naming_the_key(store, tmp_path):
     """A config.yaml written into the store by someone else: its head builds a callable that
     would create a file. The re-run (and anything else reading it) refuses it, runs nothing."""

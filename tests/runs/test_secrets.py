@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import optuna
+import pytest
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
@@ -27,6 +28,7 @@ def files_holding(root: Path, secret: str) -> tuple[list[str], int]:
     return [str(p) for p in files if secret.encode() in p.read_bytes()], len(files)
 
 
+@pytest.mark.slow
 def test_a_storage_password_is_in_no_param_artifact_tag_or_output(tiny_overrides, state_dir):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["OMP_NUM_THREADS"] = "1"

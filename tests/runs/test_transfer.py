@@ -33,6 +33,7 @@ def trial_runs(overrides, store) -> list:
     return [(t, store.get_run(t.user_attrs["mlflow_run_id"])) for t in study.trials]
 
 
+@pytest.mark.slow
 def test_a_sweep_starts_from_a_logged_runs_backbone_and_searches_its_freeze_depth(
         tiny_overrides, capsys):
     first = tiny_overrides("trainer.max_epochs=1", "sweep.n_trials=1", "sweep.pruner=none",

@@ -23,6 +23,7 @@ JOINT = ("sweep.space=backbones", "sweep.backbones=[resnet18,mobilenet_v2]",
          "tracking.log_model=true", "dataset.num_classes=2")
 
 
+@pytest.mark.slow
 def test_each_trials_freeze_depth_ranges_over_its_own_backbones_stages():
     cfg = compose(["sweep.space=backbones"])
     space = load_space("backbones", cfg)
@@ -92,6 +93,7 @@ def test_a_joint_study_starts_from_the_recipes_and_selects_one_row_per_backbone(
         proc.stdout)
 
 
+@pytest.mark.slow
 def test_patience_ends_the_study_with_its_reason(tiny_overrides, monkeypatch):
     overrides = tiny_overrides("sweep.n_trials=8", "sweep.pruner=none", "trainer.max_epochs=1",
                                "tracking.log_model=false", "sweep.patience=2",

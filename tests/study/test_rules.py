@@ -101,6 +101,7 @@ def test_a_bug_inside_a_trial_stops_the_sweep_with_its_traceback(tiny_overrides,
     assert parent.info.status == "FAILED"
 
 
+@pytest.mark.slow
 def test_a_sweep_where_every_trial_failed_exits_1(tiny_overrides, lr_space):
     overrides = tiny_overrides(*QUICK, lr_space, "sweep.n_trials=2", "optimizer=sgd",
                                "optimizer.lr=1e30", "sweep.max_consecutive_failures=0")
@@ -168,6 +169,7 @@ def test_one_sampler_per_worker_and_a_study_repeats_from_its_seed(tmp_path, monk
     assert params[0] == params[1]  # the same seed, the same trials
 
 
+@pytest.mark.slow
 def test_running_the_same_command_again_draws_new_values(tiny_overrides):
     """A second invocation adds trials: seeded like the first, it would draw the first one's
     values again and spend its budget on repeats."""

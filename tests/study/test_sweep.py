@@ -35,6 +35,7 @@ def sweep(tiny_overrides):
     return make
 
 
+@pytest.mark.slow
 def test_a_study_matches_its_mlflow_children_and_resumes_to_the_total(sweep):
     cfg, overrides = sweep("sweep.n_trials=3")
     first = run_sweep(cfg, overrides, echo=False)
@@ -227,6 +228,7 @@ def test_a_bad_sweep_setting_is_one_line(tiny_overrides):
 
 
 
+@pytest.mark.slow
 def test_evaluate_test_is_refused_in_a_sweep_with_one_line(tiny_overrides, state_dir):
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline.sweep", *tiny_overrides("evaluate_test=true")],

@@ -28,6 +28,7 @@ def test_the_default_weights_are_imagenet_on_real_data_and_random_on_synthetic()
         False)
 
 
+@pytest.mark.slow
 def test_train_refuses_to_freeze_random_weights_and_names_the_fix(tiny_overrides):
     overrides = tiny_overrides("backbone.freeze_depth=3", "tracking.log_model=false")
     proc = subprocess.run([sys.executable, "-m", "pipeline.train", *overrides],

@@ -168,6 +168,7 @@ WRITER = CHILD + textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_entry(tiny_overrides, state_dir):
     overrides = tiny_overrides("backbone.freeze_depth=5")
     cfg = compose(overrides)
