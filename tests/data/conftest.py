@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,17 @@ def make_cfg(state_dir: Path) -> Callable[..., DictConfig]:
         return compose([*overrides, f"state_dir={state_dir}"])
 
     return make
+
+
+@pytest.fixture
+def deadline() -> Iterator[None]:
+    """A scan that blocks (on a FIFO, say) fails the test instead of hanging the suite."""
+
+    def expired(*_):
+        raise TimeoutError("the scan did not finish within 60 s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)

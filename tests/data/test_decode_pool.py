@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,19 +39,6 @@ def pooled(monkeypatch) -> None:
     """The process pool even for a handful of files."""
     monkeypatch.setattr(decode_pool, "MIN_PARALLEL", 1)
 
-
-@pytest.fixture
-def deadline() -> Iterator[None]:
-    """A scan that blocks (on a FIFO, say) fails the test instead of hanging the suite."""
-
-    def expired(*_):
-        raise TimeoutError("the scan did not finish within 60 s")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 def load(make_cfg, root: Path, *more: str):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,19 +31,6 @@ def odd_tree(tmp_path: Path) -> Iterator[Path]:
     yield root
     sock.close()
 
-
-@pytest.fixture
-def deadline() -> Iterator[None]:
-    """A scan that blocks on the FIFO fails the test instead of hanging the suite."""
-
-    def expired(*_):
-        raise TimeoutError("the scan did not finish within 60 s")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 @pytest.mark.usefixtures("deadline")
