@@ -10,6 +10,7 @@ here: only the space it searches is read from it, so both search the same one.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from pathlib import Path
@@ -109,13 +110,27 @@ def run_naive(root: Path, state: Path, backbone: str, params: dict[str, dict[str
         if trial.value is not None:
             completed.append((time.perf_counter() - start, float(trial.value)))
 
-    with warnings.catch_warnings():  # Lightning's advice on workers and logging, as users see
-        warnings.simplefilter("ignore")  # and MLflowCallback's deprecation (Optuna 4.9)
-        mlflc = MLflowCallback(tracking_uri=f"sqlite:///{state / 'mlflow.db'}",
-                               metric_name=metric)
-        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
-            seed=seed), pruner=optuna.pruners.NopPruner(), study_name="naive")
-        study.optimize(objective, n_trials=trials, callbacks=[mlflc, stamp])
+    # MLflowCallback makes its store the process-wide one (MLFLOW_TRACKING_URI and mlflow's
+    # default): put both back, or every later store of this process would be the peer's.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        with warnings.catch_warnings():  # Lightning's advice on workers and logging, as users
+            warnings.simplefilter("ignore")  # see, and MLflowCallback's deprecation
+            mlflc = MLflowCallback(tracking_uri=f"sqlite:///{state / 'mlflow.db'}",
+                                   metric_name=metric)
+            study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
+                seed=seed), pruner=optuna.pruners.NopPruner(), study_name="naive")
+            study.optimize(objective, n_trials=trials, callbacks=[mlflc, stamp])
+    finally:
+        restore_tracking_uri(before)
     wall = time.perf_counter() - start
     return {"wall_s": wall, "best": float(study.best_value), "completed": completed,
             "trials": len(study.trials)}
+
+
+def restore_tracking_uri(before: str | None) -> None:
+    """MLFLOW_TRACKING_URI and mlflow's process-wide tracking URI as they were before (None:
+    neither set; mlflow then unsets the variable too)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(before)
