@@ -65,7 +65,7 @@ def tell_workers(cfg: DictConfig, study: optuna.Study, reason: str) -> None:
 def _shape(error: str) -> str:
     """An error with its paths and numbers blanked: the same failure on other files or sizes
     (out of memory by 2.1 or 2.3 GiB, no space for one cache entry or another) is one error."""
-    error = re.sub(r"(/[\w.+-]+)+", "<path>", error)
+    error = re.sub(r"(/[\w.+~-]+)+", "<path>", error)  # scratch names carry host~pid~start
     error = re.sub(r"\b[0-9a-f]{32}\b", "<id>", error)
     return re.sub(r"\d+(\.\d+)?", "N", error)
 
