@@ -1,6 +1,11 @@
 """``cv_cost``: the wall time of a k-fold study over that of a single-split study of the same
 trials, each with its pruning (fold-wise for k folds) and the feature cache on. Naive
-cross-validation costs k; fold-wise pruning and a feature cache shared by the folds cut it."""
+cross-validation costs k; fold-wise pruning and a feature cache shared by the folds cut it.
+
+Beside it, in epochs trained over the single split's, two floors read off the k-fold study: what
+any pruning rule that never stops a trial while its running mean leads the best complete value
+must train (the first fold of every trial, all folds of those leaders), and what an oracle that
+knew every trial's final value would (the first fold of every trial, all folds of the best)."""
 
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ def bench_cv(state: Path, profile: Profile) -> dict[str, Any]:
     wall: dict[int, float] = {}
     best: dict[int, float | None] = {}
     fits: dict[int, int] = {}
+    floors: dict[str, float] = {}
     epochs: dict[int, int] = {}  # epochs trained, all folds: the cost without the machine's load
     ctx = None
     for folds in (1, profile.cv_folds):
@@ -51,14 +57,22 @@ def bench_cv(state: Path, profile: Profile) -> dict[str, Any]:
         fits[folds] = sum(_folds_trained(t, int(cfg.trainer.max_epochs), folds)
                           for t in study.trials)
         epochs[folds] = sum(int(t.user_attrs.get("epochs", 0)) for t in study.trials)
+        if folds > 1:
+            floors = _epoch_floors(study, int(cfg.trainer.max_epochs), folds)
         say(f"cv_folds={folds}: {wall[folds]:.1f} s, {fits[folds]} fits, "
             f"{summary['n_pruned']} pruned, best {best[folds]}")
     k = profile.cv_folds
+    say(f"epochs over the single split's: {epochs[k] / epochs[1]:.2f}; floor of a rule that "
+        f"keeps every leader {floors['leaders'] / epochs[1]:.2f}, of an oracle "
+        f"{floors['oracle'] / epochs[1]:.2f}")
     return {
         "cv_cost": wall[k] / wall[1],
         "details": {"folds": k, "trials": profile.cv_trials, "single_s": wall[1],
                     "cv_s": wall[k], "fits_single": fits[1], "fits_cv": fits[k],
                     "epochs_single": epochs[1], "epochs_cv": epochs[k],
+                    "epochs_ratio": epochs[k] / epochs[1],
+                    "epochs_floor_leaders": floors["leaders"] / epochs[1],
+                    "epochs_floor_oracle": floors["oracle"] / epochs[1],
                     "naive_cost": float(k), "best_single": best[1], "best_cv": best[k]},
     }
 
@@ -69,3 +83,27 @@ def _folds_trained(trial: Any, max_epochs: int, folds: int) -> int:
         return folds
     last = max(trial.intermediate_values, default=-1)
     return 1 + max(0, last - max_epochs) if last >= max_epochs else 1
+
+
+def _epoch_floors(study: Any, first_step: int, folds: int) -> dict[str, float]:
+    """Epochs a k-fold study must train under two kinds of fold pruning (the module's doc).
+
+    A trial's first-fold epochs are its reports below ``first_step`` (one per validated
+    epoch), its later folds' the rest of its ``epochs``; the trials ran one after another, so
+    "the best complete value" at a trial is that of the complete trials numbered before it.
+    The running mean after the last fold saves nothing: a leader is judged before it."""
+    sign = 1.0 if study.direction.name == "MAXIMIZE" else -1.0
+    first = leaders = later_of_best = 0
+    best: float | None = None
+    for trial in sorted(study.trials, key=lambda t: t.number):
+        steps = trial.intermediate_values
+        head = sum(1 for s in steps if s < first_step)
+        later = int(trial.user_attrs.get("epochs", 0)) - head
+        first += head
+        if best is None or all(sign * v >= sign * best for s, v in steps.items()
+                               if first_step <= s < first_step + folds - 1):
+            leaders += later
+        if trial.state.name == "COMPLETE" and trial.value is not None and (
+                best is None or sign * trial.value > sign * best):
+            best, later_of_best = trial.value, later
+    return {"leaders": float(first + leaders), "oracle": float(first + later_of_best)}
