@@ -54,11 +54,12 @@ def bench_cv(state: Path, profile: Profile) -> dict[str, Any]:
         wall[folds] = time.perf_counter() - start
         best[folds] = summary["best_value"]
         study = optuna.load_study(study_name=summary["study_name"], storage=storage_url(cfg))
-        fits[folds] = sum(_folds_trained(t, int(cfg.trainer.max_epochs), folds)
-                          for t in study.trials)
+        # The trials' epoch budget is the space's (plan.trial_cfg), not the command's.
+        first_step = int(plan.trial_cfg.trainer.max_epochs)
+        fits[folds] = sum(_folds_trained(t, first_step, folds) for t in study.trials)
         epochs[folds] = sum(int(t.user_attrs.get("epochs", 0)) for t in study.trials)
         if folds > 1:
-            floors = _epoch_floors(study, int(cfg.trainer.max_epochs), folds)
+            floors = _epoch_floors(study, first_step, folds)
         say(f"cv_folds={folds}: {wall[folds]:.1f} s, {fits[folds]} fits, "
             f"{summary['n_pruned']} pruned, best {best[folds]}")
     k = profile.cv_folds

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -87,40 +88,43 @@ def test_an_ensemble_is_its_members_weights_and_serves_their_mean(setup):
     assert [m["folds"] for m in model.manifest["members"]] == [1, 2]
 
 
+def tampered(store, run_id: str, folder: Path, edit: Callable[[Path], None]) -> str:
+    """The model of ``run_id`` downloaded, changed by ``edit`` (given its folder) and logged as
+    another run's model, as someone else's copied store could hold it; that model's URI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run_id}/{MODEL_PATH}",
+                                        dst_path=str(folder), tracking_uri=store.uri)
+    edit(folder / MODEL_PATH)
+    with store.open_run(Role.TRIAL, name="tampered") as run:
+        store.log_artifacts(run.id, folder / MODEL_PATH, MODEL_PATH)
+    return f"runs:/{run.id}/{MODEL_PATH}"
+
+
 def test_weights_without_their_manifest_never_load(setup, tmp_path):
     cfg, store = setup
-    run_id = logged(cfg, store, nets(cfg, 1))
-    half = tmp_path / "half"
-    half.mkdir()
-    mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run_id}/{MODEL_PATH}",
-                                        dst_path=str(half), tracking_uri=store.uri)
-    (half / MODEL_PATH / MANIFEST).unlink()
-    with store.open_run(Role.TRIAL, name="cut") as run:
-        store.log_artifacts(run.id, half / MODEL_PATH, MODEL_PATH)
+    uri = tampered(store, logged(cfg, store, nets(cfg, 1)), tmp_path,
+                   lambda model: (model / MANIFEST).unlink())
     with pytest.raises(PipelineError, match="incomplete: it has no manifest.json"):
-        load_model(f"runs:/{run.id}/{MODEL_PATH}", store.uri)
+        load_model(uri, store.uri)
 
 
 @pytest.mark.parametrize("where", ["head", "nested"])
 def test_a_manifest_that_names_a_callable_outside_the_heads_is_refused(setup, tmp_path, where):
     cfg, store = setup
-    run_id = logged(cfg, store, nets(cfg, 1))
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run_id}/{MODEL_PATH}",
-                                        dst_path=str(copy), tracking_uri=store.uri)
-    manifest = json.loads((copy / MODEL_PATH / MANIFEST).read_text())
     touched = tmp_path / "touched"
-    head = manifest["members"][0]["config"]["head"]
-    if where == "head":
-        head.update({"_target_": "os.system", "command": f"touch {touched}"})
-    else:
-        head["dropout"] = {"_target_": "os.system", "command": f"touch {touched}"}
-    (copy / MODEL_PATH / MANIFEST).write_text(json.dumps(manifest))
-    with store.open_run(Role.TRIAL, name="crafted") as run:
-        store.log_artifacts(run.id, copy / MODEL_PATH, MODEL_PATH)
+
+    def craft(model: Path) -> None:
+        manifest = json.loads((model / MANIFEST).read_text())
+        head = manifest["members"][0]["config"]["head"]
+        if where == "head":
+            head.update({"_target_": "os.system", "command": f"touch {touched}"})
+        else:
+            head["dropout"] = {"_target_": "os.system", "command": f"touch {touched}"}
+        (model / MANIFEST).write_text(json.dumps(manifest))
+
+    uri = tampered(store, logged(cfg, store, nets(cfg, 1)), tmp_path / "copy", craft)
     with pytest.raises(PipelineError, match="_target_") as refused:
-        load_model(f"runs:/{run.id}/{MODEL_PATH}", store.uri)
+        load_model(uri, store.uri)
     assert "head" in str(refused.value) and not touched.exists()
 
 
