@@ -44,7 +44,8 @@ class BareLoop:
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
         self.spans: list[tuple[float, float]] = []  # (start, end) of each epoch, perf_counter
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(cfg.optimizer.lr))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(cfg.optimizer.lr),
+                                          fused=bool(cfg.optimizer.fused))
         self.batch_size = int(cfg.dataset.batch_size)
         self.generator = torch.Generator().manual_seed(int(cfg.seed))
         self.epochs: list[tuple[int, float]] = []  # (images, seconds)

@@ -129,10 +129,20 @@ def gallery(item: Assessed, net: Any) -> list[tuple[str, bytes]]:
             # Binary: always the positive class's probability, against the threshold that
             # labelled it (the larger probability would be the other class's for a negative).
             if item.threshold is not None:  # binary: thresholds exist for two classes only
-                shown_p = (f"p({ev.classes[pos]})={probs[row, pos]:.3f}, threshold "
-                           f"{item.threshold:.3f}")
+                value, threshold = _apart(float(probs[row, pos]), float(item.threshold))
+                shown_p = f"p({ev.classes[pos]})={value}, threshold {threshold}"
             else:
                 shown_p = f"p({ev.classes[pred[row]]})={probs[row, pred[row]]:.2f}"
             caption = f"{kind}: {ev.files[row]} ({shown_p}, truth {ev.classes[ev.target[row]]})"
             out.append((caption, buffer.getvalue()))
     return out
+
+
+def _apart(value: float, threshold: float) -> tuple[str, str]:
+    """Both to 3 decimals, or to as many more as tell them apart: a caption that read
+    "false negative (p=0.531, threshold 0.531)" would contradict itself."""
+    for digits in range(3, 10):
+        shown = f"{value:.{digits}f}", f"{threshold:.{digits}f}"
+        if shown[0] != shown[1]:
+            return shown
+    return shown

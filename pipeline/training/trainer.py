@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.common.errors import ConfigError
 from pipeline.config.schema import TRAINER_ARGUMENTS
 from pipeline.config.targets import instantiate
 
@@ -53,11 +54,16 @@ def make_trainer(
     to be lightning.pytorch.Trainer only), with precision and determinism resolved for this
     machine and what the pipeline fixes."""
     on_gpu = uses_gpu(cfg)
+    precision = resolve_precision(cfg)
+    if precision == "16-mixed" and cfg.trainer.gradient_clip_val and cfg.optimizer.get("fused"):
+        # Lightning cannot clip what a fused step unscales inside itself (fp16's loss scaling).
+        raise ConfigError("trainer.gradient_clip_val needs optimizer.fused=false under fp16 "
+                          "mixed precision (this GPU has no bf16): set optimizer.fused=false")
     arguments = OmegaConf.masked_copy(cfg.trainer, list(TRAINER_ARGUMENTS))
     return instantiate(
         arguments,
         max_epochs=max_epochs,
-        precision=resolve_precision(cfg),
+        precision=precision,
         # Some CUDA kernels have no deterministic version: warn there instead of failing.
         deterministic=("warn" if on_gpu else True) if cfg.trainer.deterministic else False,
         callbacks=callbacks,
