@@ -71,7 +71,6 @@ def bench_cv(state: Path, profile: Profile) -> dict[str, Any]:
         "details": {"folds": k, "trials": profile.cv_trials, "single_s": wall[1],
                     "cv_s": wall[k], "fits_single": fits[1], "fits_cv": fits[k],
                     "epochs_single": epochs[1], "epochs_cv": epochs[k],
-                    "epochs_ratio": epochs[k] / epochs[1],
                     "epochs_floor_leaders": floors["leaders"] / epochs[1],
                     "epochs_floor_oracle": floors["oracle"] / epochs[1],
                     "naive_cost": float(k), "best_single": best[1], "best_cv": best[k]},

@@ -58,7 +58,8 @@ def make_trainer(
     if precision == "16-mixed" and cfg.trainer.gradient_clip_val and cfg.optimizer.get("fused"):
         # Lightning cannot clip what a fused step unscales inside itself (fp16's loss scaling).
         raise ConfigError("trainer.gradient_clip_val needs optimizer.fused=false under fp16 "
-                          "mixed precision (this GPU has no bf16): set optimizer.fused=false")
+                          "mixed precision (trainer.precision is or resolves to 16-mixed): set "
+                          "optimizer.fused=false, or drop the clipping")
     arguments = OmegaConf.masked_copy(cfg.trainer, list(TRAINER_ARGUMENTS))
     return instantiate(
         arguments,

@@ -74,7 +74,7 @@ class Optimizer:
         str, Literal["torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD"]
     ] = MISSING
     _partial_: Partial = MISSING
-    fused: bool = MISSING  # torch's fused step (numbers equal to the last digits, not bit for bit)
+    fused: bool = MISSING  # torch's fused step: other numbers than a per-tensor loop's
     lr: Number = MISSING
     weight_decay: Number = MISSING
 
